@@ -1,0 +1,110 @@
+"""`rlhf <stage> --config x.yaml --out DIR key=value ...`
+
+Training stages share one argument shape and one typed config each. Tools that
+are not training runs (the labeling app, the server, data preparation) own their
+argument parsing. Everything is imported lazily so `rlhf --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import textwrap
+
+# stage -> (config class, main function, one-line summary)
+STAGES = {
+    "sft": ("rlhf.sft.config:SFTConfig", "rlhf.sft.train:main", "supervised fine-tuning on demonstrations (paper 3.5)"),
+    "rm": ("rlhf.rm.config:RMConfig", "rlhf.rm.train:main", "K-way reward model on rankings (paper 3.5)"),
+    "ppo": ("rlhf.ppo.config:PPOConfig", "rlhf.ppo.train:main", "PPO / PPO-ptx against the reward model (paper 3.5)"),
+    "eval": ("rlhf.eval.config:EvalConfig", "rlhf.eval.run:main", "win rate, reward, KL, perplexity of models against a baseline"),
+    "pretrain": ("rlhf.world.pretrain:PretrainConfig", "rlhf.world.pretrain:main", "train base LMs on the embedded world's text"),
+    "demo": ("rlhf.world.demo:DemoConfig", "rlhf.world.demo:main", "the whole InstructGPT loop on the embedded world"),
+}
+
+# tool -> (module with main(argv) -> int, one-line summary)
+TOOLS = {
+    "label": ("rlhf.label.cli", "the human-feedback web app: serve, import, export, stats"),
+    "serve": ("rlhf.serve.cli", "serve a model behind an OpenAI-compatible API, logging prompts"),
+    "data": ("rlhf.data.cli", "prepare prompts (dedup, per-user cap, split by user, PII) and sample data"),
+}
+
+
+def _load(target: str):
+    module, _, name = target.partition(":")
+    mod = importlib.import_module(module)
+    return getattr(mod, name) if name else mod
+
+
+def _top_help() -> str:
+    lines = ["usage: rlhf <command> [options]", "", "training stages (rlhf <stage> --config X.yaml --out DIR [key=value ...]):"]
+    lines += [f"  {name:<10}{summary}" for name, (_, _, summary) in STAGES.items()]
+    lines += ["", "tools (rlhf <tool> --help for their options):"]
+    lines += [f"  {name:<10}{summary}" for name, (_, summary) in TOOLS.items()]
+    lines += ["", "Any config key can be overridden as key=value (dotted for nested keys, e.g. lora.r=8)."]
+    return "\n".join(lines)
+
+
+def _stage_parser(stage: str) -> argparse.ArgumentParser:
+    from rlhf.config import describe
+
+    config_cls = _load(STAGES[stage][0])
+    rows = describe(config_cls)
+    width = max(len(k) for k, _, _ in rows) + 2
+    epilog = ["config keys (key=value on the command line, or in the YAML file):"]
+    for key, default, doc in rows:
+        wrapped = textwrap.wrap(f"{doc} [default: {default}]", 100 - width - 4) or [""]
+        epilog.append(f"  {key:<{width}}{wrapped[0]}")
+        epilog += [" " * (width + 2) + w for w in wrapped[1:]]
+    parser = argparse.ArgumentParser(
+        prog=f"rlhf {stage}",
+        description=STAGES[stage][2],
+        epilog="\n".join(epilog),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", help="YAML file with config values (overridden by key=value)")
+    parser.add_argument("--out", required=True, help="run folder: config, metrics, logs and checkpoints go here")
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    parser.add_argument("overrides", nargs="*", help="key=value config overrides")
+    return parser
+
+
+def run_stage(stage: str, argv: list[str]) -> int:
+    from rlhf.config import ConfigError, load_config
+
+    args = _stage_parser(stage).parse_args(argv)
+    config_cls = _load(STAGES[stage][0])
+    try:
+        config = load_config(config_cls, args.config, args.overrides)
+    except ConfigError as e:
+        print(f"rlhf {stage}: config error: {e}", file=sys.stderr)
+        return 2
+    main_fn = _load(STAGES[stage][1])
+    try:
+        metrics = main_fn(config, args.out, resume=args.resume)
+    except ConfigError as e:
+        print(f"rlhf {stage}: {e}", file=sys.stderr)
+        return 2
+    if metrics:
+        width = max(len(k) for k in metrics)
+        for key, value in metrics.items():
+            print(f"{key:<{width}}  {value:.6g}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_top_help())
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command in STAGES:
+        return run_stage(command, rest)
+    if command in TOOLS:
+        return int(_load(TOOLS[command][0]).main(rest) or 0)
+    print(f"rlhf: unknown command '{command}'\n\n{_top_help()}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
