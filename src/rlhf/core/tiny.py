@@ -94,3 +94,40 @@ def build_tiny_model(
     model = AutoModelForCausalLM.from_config(config)
     model.save_pretrained(out_dir)
     return out_dir
+
+
+def main(argv: list[str] | None = None) -> None:
+    """python -m rlhf.core.tiny OUT [--arch gpt2] [--texts file.jsonl]: a tiny random model folder."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("out")
+    parser.add_argument("--arch", default="gpt2", choices=["gpt2", "llama", "gpt_neox"])
+    parser.add_argument("--texts", nargs="*", default=[], help="JSONL/text files whose strings train the tokenizer")
+    parser.add_argument("--vocab-size", type=int, default=512)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--heads", type=int, default=4)
+    args = parser.parse_args(argv)
+    texts = []
+    for path in args.texts:
+        for line in open(path, encoding="utf-8"):
+            texts.extend(_strings(json.loads(line)) if line.lstrip().startswith("{") else [line])
+    build_tiny_model(args.out, arch=args.arch, texts=texts or None, vocab_size=args.vocab_size,
+                     n_layer=args.layers, d_model=args.width, n_head=args.heads)
+    print(f"wrote a tiny {args.arch} model to {args.out}")
+
+
+def _strings(obj) -> list[str]:
+    if isinstance(obj, str):
+        return [obj]
+    if isinstance(obj, dict):
+        return [s for v in obj.values() for s in _strings(v)]
+    if isinstance(obj, list):
+        return [s for v in obj for s in _strings(v)]
+    return []
+
+
+if __name__ == "__main__":
+    main()

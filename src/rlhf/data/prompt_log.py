@@ -1,0 +1,88 @@
+"""The serving log: one SQLite table of the prompts users sent to `rlhf serve`.
+
+The table is the contract between the server (which writes it, `rlhf.serve.log`)
+and prompt preparation (which reads it here). It lives in `data` because imports
+go one way: the later stage (serve) may use the earlier one (data), not back.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Iterator
+
+from rlhf.data.records import FieldError, RecordError, check_prompt
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    id                TEXT PRIMARY KEY,  -- "<response id>-<prompt index>": one row per prompt
+    created           REAL NOT NULL,     -- unix seconds when the request was accepted
+    user_id           TEXT,              -- the API key's user, else the request's `user`, else NULL
+    model             TEXT NOT NULL,     -- the served model name the client asked for
+    endpoint          TEXT NOT NULL,     -- "completions" or "chat.completions"
+    params            TEXT NOT NULL,     -- JSON: max_tokens, temperature, top_p, n, stop, seed, stream, ...
+    prompt            TEXT NOT NULL,     -- JSON: a string, or a list of {role, content} messages
+    response          TEXT,              -- JSON list of the n choice texts; NULL until finished
+    finish_reasons    TEXT,              -- JSON list, "stop" or "length" per choice
+    prompt_tokens     INTEGER,
+    completion_tokens INTEGER,
+    status            TEXT NOT NULL      -- "started", then "done" or "failed"
+);
+CREATE INDEX IF NOT EXISTS requests_user ON requests (user_id);
+"""
+
+
+def is_prompt_log(path: str | Path) -> bool:
+    """True for a SQLite file (by its 16-byte header), whatever its suffix."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    with path.open("rb") as f:
+        return f.read(16) == b"SQLite format 3\x00"
+
+
+def iter_logged_prompts(path: str | Path, skip_bad_records: bool = False, stats: dict | None = None) -> Iterator[dict]:
+    """Prompt records (shared/formats.md) from a serving log, oldest first.
+
+    Every logged prompt came from the API, so `source` is "customer" (paper 3.2).
+    A row whose prompt is not valid JSON or not a valid prompt stops the read with
+    the file, row id and field, unless `skip_bad_records`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"serving log {path} does not exist")
+    # Read-only so preparing never takes a write lock on a log the server is still using.
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    read = skipped = 0
+    try:
+        cursor = conn.execute("SELECT rowid, id, created, user_id, model, prompt FROM requests ORDER BY rowid")
+        for rowid, row_id, created, user_id, model, prompt_json in cursor:
+            try:
+                record = _row_record(path, rowid, row_id, created, user_id, model, prompt_json)
+            except RecordError:
+                if not skip_bad_records:
+                    raise
+                skipped += 1
+                continue
+            read += 1
+            yield record
+    except sqlite3.DatabaseError as e:
+        raise RecordError(str(path), 0, "<table>", f"not a serving log with a 'requests' table: {e}") from None
+    finally:
+        conn.close()
+    if stats is not None:
+        stats["read"] = stats.get("read", 0) + read
+        stats["skipped"] = stats.get("skipped", 0) + skipped
+
+
+def _row_record(path: Path, rowid: int, row_id, created, user_id, model, prompt_json) -> dict:
+    try:
+        prompt = check_prompt(json.loads(prompt_json))
+    except json.JSONDecodeError as e:
+        raise RecordError(str(path), rowid, "prompt", f"not valid JSON: {e.msg}") from None
+    except (FieldError, TypeError) as e:
+        raise RecordError(str(path), rowid, "prompt", str(e)) from None
+    record = {"id": row_id, "prompt": prompt, "source": "customer", "model": model, "created": created}
+    if user_id is not None:
+        record["user_id"] = user_id
+    return record

@@ -1,0 +1,243 @@
+"""Giving out tasks and storing answers: the part that must be right under concurrency.
+
+Assignment: a labeler works on one task at a time. A real task goes to an approved
+labeler who has not seen the item, into a free `slot` below the item's overlap; the
+unique (item_id, slot) constraint means two labelers racing for the last slot
+cannot both commit, and the loser simply looks again. Candidates get every
+screening item instead.
+
+Submission: one answer per assignment (unique), keyed by the form's token, so a
+double-clicked submit stores one answer and both clicks see success.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+from dataclasses import dataclass, field
+
+from sqlalchemy import exists, func, select
+from sqlalchemy.exc import IntegrityError
+
+from rlhf.data import FLAGS
+from rlhf.label.auth import CurrentUser
+from rlhf.label.db import Database, get_setting
+from rlhf.label.models import Answer, Assignment, Item, utcnow
+
+MAX_RESPONSE_CHARS = 100_000
+_RETRIES = 50
+
+
+class TaskError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class TaskView:
+    """What a task page shows: the item's content in the order this labeler sees it."""
+
+    assignment_id: int
+    kind: str
+    screening: bool
+    prompt: object
+    responses: list[tuple[int, str]]  # (index into item.responses, text), in shown order
+    status: str
+    answer: dict | None = None
+
+
+@dataclass
+class ParsedAnswer:
+    response: str | None = None
+    ranking: list[list[int]] | None = None
+    likert: list[int] | None = None
+    flags: list[dict[str, bool]] | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def default_overlap(session) -> int:
+    return int(get_setting(session, "overlap", "1"))
+
+
+def _open_assignment(session, user_id: int) -> Assignment | None:
+    return session.scalar(
+        select(Assignment).where(Assignment.user_id == user_id, Assignment.status == "open").order_by(Assignment.id)
+    )
+
+
+def _candidate_item(session, user: CurrentUser, kind: str | None) -> tuple[Item, int | None] | None:
+    """The next item for `user` and the slot to take (None: screening, no limit)."""
+    seen = exists().where(Assignment.item_id == Item.id, Assignment.user_id == user.id)
+    query = select(Item).where(~seen).order_by(Item.id)
+    if kind:
+        query = query.where(Item.kind == kind)
+    if not user.labels_real_tasks:
+        return next(((item, None) for item in session.scalars(query.where(Item.screening.is_(True)).limit(1))), None)
+    taken = (
+        select(func.count(Assignment.id))
+        .where(Assignment.item_id == Item.id, Assignment.slot.is_not(None))
+        .correlate(Item)
+        .scalar_subquery()
+    )
+    overlap = func.coalesce(Item.overlap, default_overlap(session))
+    item = session.scalar(query.where(Item.screening.is_(False), taken < overlap).limit(1))
+    if item is None:
+        return None
+    used = set(session.scalars(select(Assignment.slot).where(Assignment.item_id == item.id, Assignment.slot.is_not(None))))
+    limit = item.overlap or default_overlap(session)
+    return item, min(s for s in range(limit) if s not in used)
+
+
+def next_assignment(db: Database, user: CurrentUser, kind: str | None = None) -> int | None:
+    """The id of the user's open assignment, making one if needed; None when nothing is left."""
+    for _ in range(_RETRIES):
+        try:
+            with db.transaction() as s:
+                current = _open_assignment(s, user.id)
+                if current is not None:
+                    return current.id
+                found = _candidate_item(s, user, kind)
+                if found is None:
+                    return None
+                item, slot = found
+                order = list(range(len(item.responses))) if item.responses else None
+                if order:
+                    random.shuffle(order)  # the paper shows outputs in random order; we record it
+                assignment = Assignment(item_id=item.id, user_id=user.id, slot=slot, shown_order=order)
+                s.add(assignment)
+                s.flush()
+                return assignment.id
+        except IntegrityError:
+            continue  # lost a race for the slot (or a double-clicked "next"): look again
+    raise TaskError(503, "The server is busy handing out tasks; try again in a moment.")
+
+
+def _own_assignment(session, assignment_id: int, user: CurrentUser) -> tuple[Assignment, Item]:
+    assignment = session.get(Assignment, assignment_id)
+    # Someone else's assignment answers exactly like a missing one: no probing for ids.
+    if assignment is None or assignment.user_id != user.id:
+        raise TaskError(404, "No such task.")
+    return assignment, session.get(Item, assignment.item_id)
+
+
+def load_task(db: Database, assignment_id: int, user: CurrentUser) -> TaskView:
+    with db.transaction() as s:
+        assignment, item = _own_assignment(s, assignment_id, user)
+        order = assignment.shown_order or []
+        responses = [(i, item.responses[i]) for i in order]
+        answer = s.scalar(select(Answer).where(Answer.assignment_id == assignment.id))
+        stored = None
+        if answer is not None:
+            stored = {"response": answer.response, "ranking": answer.ranking, "likert": answer.likert, "flags": answer.flags}
+        return TaskView(assignment.id, item.kind, item.screening, item.prompt, responses, assignment.status, stored)
+
+
+def parse_answer(kind: str, k: int, form) -> ParsedAnswer:
+    """Form fields -> an answer, or `errors` by field name for the page to show.
+
+    Ranking fields, per response index i (not shown position): `rank_i` (1 = best;
+    equal numbers are a tie), `likert_i` (1-7), `flag_i` (repeated, one per flag set).
+    """
+    out = ParsedAnswer()
+    if kind == "demonstration":
+        text = form.get("response") or ""
+        if not text.strip():
+            out.errors["response"] = "Write the response you would want the assistant to give."
+        elif len(text) > MAX_RESPONSE_CHARS:
+            out.errors["response"] = f"At most {MAX_RESPONSE_CHARS} characters."
+        out.response = text
+        return out
+    ranks, out.likert, out.flags = [], [], []
+    for i in range(k):
+        rank = _int_field(form, f"rank_{i}", 1, k, out.errors, "a rank from 1 to K")
+        ranks.append(rank)
+        out.likert.append(_int_field(form, f"likert_{i}", 1, 7, out.errors, "a quality score from 1 to 7"))
+        chosen = form.getlist(f"flag_{i}")
+        unknown = [f for f in chosen if f not in FLAGS]
+        if unknown:
+            out.errors[f"flag_{i}"] = f"unknown flag {unknown[0]!r}"
+        out.flags.append({name: name in chosen for name in FLAGS})
+    if not out.errors:
+        # Equal rank numbers are a tie; numbers need not be consecutive (1, 1, 3, 4 is fine).
+        out.ranking = [[i for i in range(k) if ranks[i] == r] for r in sorted(set(ranks))]
+    return out
+
+
+def _int_field(form, name: str, low: int, high: int, errors: dict, what: str) -> int | None:
+    raw = form.get(name)
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        errors[name] = f"Give {what}."
+        return None
+    if not low <= value <= high:
+        errors[name] = f"Give {what}."
+        return None
+    return value
+
+
+def submit(db: Database, assignment_id: int, user: CurrentUser, token: str, answer: ParsedAnswer) -> int:
+    """Store the answer; returns its id. The commit has happened when this returns."""
+    if not token or len(token) > 64:
+        raise TaskError(400, "The form is missing its submission token; reload the page.")
+    try:
+        with db.transaction() as s:
+            assignment, item = _own_assignment(s, assignment_id, user)
+            previous = s.scalar(select(Answer).where(Answer.assignment_id == assignment.id))
+            if previous is not None:
+                return _same_submission(previous, token)
+            if assignment.status == "skipped":
+                raise TaskError(409, "You skipped this task; it is no longer yours to answer.")
+            now = utcnow()
+            row = Answer(
+                assignment_id=assignment.id, token=token, response=answer.response, ranking=answer.ranking,
+                likert=answer.likert, flags=answer.flags, submitted_at=now,
+                seconds=max(0.0, (now - assignment.assigned_at).total_seconds()),
+            )
+            s.add(row)
+            assignment.status = "submitted"
+            s.flush()
+            return row.id
+    except IntegrityError:
+        # The other click of a double-click committed first: answer as it did.
+        with db.transaction() as s:
+            previous = s.scalar(select(Answer).where(Answer.assignment_id == assignment_id))
+            if previous is None:
+                raise TaskError(409, "This form was already used; reload the page.") from None
+            return _same_submission(previous, token)
+
+
+def _same_submission(previous: Answer, token: str) -> int:
+    if previous.token != token:
+        raise TaskError(409, "This task was already submitted (from another tab or an older page).")
+    return previous.id
+
+
+def skip(db: Database, assignment_id: int, user: CurrentUser) -> None:
+    """Give an open task back: its slot frees up for another labeler, and this labeler
+    is not given the item again (the skipped assignment row stays)."""
+    with db.transaction() as s:
+        assignment, _ = _own_assignment(s, assignment_id, user)
+        if assignment.status != "open":
+            raise TaskError(409, "Only an open task can be skipped.")
+        assignment.status, assignment.slot = "skipped", None
+
+
+def new_form_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def history(db: Database, user: CurrentUser, limit: int = 200) -> list[dict]:
+    """The user's own submitted answers, newest first."""
+    with db.transaction() as s:
+        rows = s.execute(
+            select(Assignment.id, Item.kind, Item.screening, Item.prompt, Answer.submitted_at)
+            .join(Item, Item.id == Assignment.item_id)
+            .join(Answer, Answer.assignment_id == Assignment.id)
+            .where(Assignment.user_id == user.id)
+            .order_by(Answer.id.desc())
+            .limit(limit)
+        ).all()
+    return [dict(assignment_id=r[0], kind=r[1], screening=r[2], prompt=r[3], submitted_at=r[4]) for r in rows]

@@ -1,0 +1,40 @@
+"""`rlhf sft`: supervised fine-tuning on labeler demonstrations (paper section 3.5)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rlhf.config import require
+from rlhf.core.train import TrainConfig
+
+
+@dataclass
+class SFTConfig(TrainConfig):
+    """Fine-tune a causal LM on demonstrations, loss on response tokens only.
+
+    The paper trained 16 epochs with cosine decay and residual dropout 0.2, and
+    picked the final model by reward-model score on the validation set."""
+
+    lr: float = 1e-5
+    """Peak learning rate of AdamW."""
+    epochs: float = 3.0
+    """Passes over the demonstrations (the paper: 16; SFT overfits validation loss after 1, yet RM score keeps improving)."""
+    dropout: float = 0.0
+    """Residual/attention dropout while fine-tuning (the paper used 0.2); -1 keeps the model's own."""
+    packing: bool = False
+    """Pack several examples into each max_length row (block-diagonal attention, positions restarting per example)."""
+    reward_model: str = ""
+    """Reward model folder; when given, each epoch also scores greedy responses to the eval prompts."""
+    select_metric: str = "eval/loss"
+    """Metric that picks the checkpoint saved as final/: eval/loss (lower is better) or eval/reward (higher)."""
+    eval_max_new_tokens: int = 64
+    """Response length when generating for the eval/reward metric."""
+    eval_reward_prompts: int = 64
+    """How many eval prompts to generate for when scoring with reward_model."""
+
+    def validate(self) -> None:
+        self.validate_train()
+        require(self.dropout == -1 or 0 <= self.dropout < 1, "dropout must be in [0, 1), or -1 to keep the model's")
+        require(self.select_metric in ("eval/loss", "eval/reward"), "select_metric must be eval/loss or eval/reward")
+        require(self.select_metric != "eval/reward" or bool(self.reward_model),
+                "select_metric=eval/reward needs reward_model=path/to/rm")

@@ -1,0 +1,207 @@
+"""`rlhf sft`: fine-tune a causal LM on demonstrations (paper section 3.5).
+
+setup -> loop (one optimizer step = one global batch, accumulated over
+micro-batches) -> evaluate each epoch and keep the best as final/.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from rlhf.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from rlhf.core.io import atomic_replace_dir
+from rlhf.core.lm import ResponseLM
+from rlhf.core.models import load_causal_lm, load_tokenizer, unwrap_for_save
+from rlhf.core.run import Run, progress
+from rlhf.core.train import (
+    accumulation_steps, check_finite, clip_and_step, epoch_order, make_accelerator, make_optimizer,
+    plan_steps, seed_everything, step_indices,
+)
+from rlhf.sft.config import SFTConfig
+from rlhf.sft.data import Example, collate_packed, collate_padded, load_examples
+from rlhf.sft.loss import sft_loss
+
+log = logging.getLogger("rlhf.sft")
+
+
+def collate(config: SFTConfig, examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
+    if config.packing:
+        return collate_packed(examples, pad_id, config.max_length)
+    return collate_padded(examples, pad_id)
+
+
+def forward_loss(net, batch: dict, num_tokens) -> tuple[torch.Tensor, dict]:
+    logits = net(batch["input_ids"], batch["attention_mask"], batch["select"], batch.get("position_ids"))  # (N, V)
+    return sft_loss(logits, batch["targets"], num_tokens)
+
+
+@torch.no_grad()
+def evaluate_loss(net, examples: list[Example], config: SFTConfig, accelerator, pad_id: int) -> float:
+    """Mean per-token loss over the eval set, each process taking every n-th micro-batch."""
+    net.eval()
+    total = torch.zeros(2, device=accelerator.device)  # (loss_sum, tokens)
+    chunks = [examples[i : i + config.micro_batch_size] for i in range(0, len(examples), config.micro_batch_size)]
+    for chunk in chunks[accelerator.process_index :: accelerator.num_processes]:
+        batch = {k: v.to(accelerator.device) for k, v in collate(config, chunk, pad_id).items()}
+        with accelerator.autocast():
+            _, stats = forward_loss(net, batch, 1)
+        total += torch.tensor([float(stats["loss_sum"]), stats["tokens"]], device=accelerator.device)
+    total = accelerator.reduce(total, "sum")
+    net.train()
+    return float(total[0] / total[1].clamp(min=1))
+
+
+@torch.no_grad()
+def evaluate_reward(model, tokenizer, eval_file: str, config: SFTConfig, reward_model) -> float:
+    """Mean reward-model score of greedy responses to the eval prompts (the paper's SFT selection)."""
+    from rlhf.core.generate import generate
+    from rlhf.core.tokens import encode_prompt
+    from rlhf.data import read_records
+
+    records = read_records(eval_file, "demonstration", skip_bad_records=config.skip_bad_records)[: config.eval_reward_prompts]
+    prompts = [r["prompt"] for r in records]
+    prompt_ids = [encode_prompt(tokenizer, p)[-(config.max_length - config.eval_max_new_tokens):] for p in prompts]
+    responses = generate(model, tokenizer, prompt_ids, config.eval_max_new_tokens, do_sample=False)
+    texts = [tokenizer.decode(r, skip_special_tokens=True) for r in responses]
+    scores = reward_model.score(prompts, texts, max_length=config.max_length)
+    return sum(scores) / len(scores)
+
+
+def save_final(model, tokenizer, out: Path) -> None:
+    """final/: a plain transformers folder (LoRA merged), written atomically."""
+    tmp = out / ".tmp-final"
+    unwrap_for_save(model).save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    atomic_replace_dir(tmp, out / "final")
+
+
+def main(config: SFTConfig, out: str, resume: bool = False) -> dict[str, float]:
+    # --- setup -------------------------------------------------------------------
+    accelerator = make_accelerator(config)
+    run = Run(out, config, accelerator.is_main_process, resume)
+    out = Path(out)
+    seed_everything(config.seed)
+    tokenizer = load_tokenizer(config.model)
+    model = load_causal_lm(
+        config.model, dropout=None if config.dropout < 0 else config.dropout,
+        gradient_checkpointing=config.gradient_checkpointing, lora=config.lora,
+    )
+    train = load_examples(config.train_file, tokenizer, config.max_length, config.skip_bad_records)
+    evals = load_examples(config.eval_file, tokenizer, config.max_length, config.skip_bad_records) if config.eval_file else []
+    reward_model = None
+    if config.reward_model:
+        from rlhf.core.reward import load_reward_model
+
+        reward_model = load_reward_model(config.reward_model, device=str(accelerator.device))
+    accum = accumulation_steps(config, accelerator.num_processes)
+    per_epoch, total_steps = plan_steps(config, len(train))
+    net = ResponseLM(model)
+    optimizer, scheduler = make_optimizer(net, config, total_steps)
+    net, optimizer = accelerator.prepare(net, optimizer)
+    pad_id = tokenizer.pad_token_id
+    log.info("SFT: %d train / %d eval examples, %d steps (%d per epoch), %d micro-batches of %d per step per process",
+             len(train), len(evals), total_steps, per_epoch, accum, config.micro_batch_size)
+
+    step, best, last_ckpt = 0, None, None
+    if resume and (ckpt := latest_checkpoint(out)) is not None:
+        state = load_checkpoint(ckpt, {"model": accelerator.unwrap_model(net)},
+                                {"optimizer": optimizer, "scheduler": scheduler}, accelerator)
+        step, best, last_ckpt = state["step"], state.get("best"), str(ckpt)
+        run.truncate_history(step)
+        log.info("resumed from %s (step %d)", ckpt, step)
+
+    # --- loop --------------------------------------------------------------------
+    bar = progress(total_steps, "sft", disable=not accelerator.is_main_process, initial=step)
+    window = {"loss_sum": 0.0, "tokens": 0, "seen_tokens": 0, "time": time.time()}
+    total_seen, total_time = 0, 0.0
+    metrics: dict[str, float] = {}
+    net.train()
+    while step < total_steps:
+        epoch, step_in_epoch = divmod(step, per_epoch)
+        order = epoch_order(len(train), config.seed, epoch)
+        micro = step_indices(order, step_in_epoch, config, accelerator.process_index, accelerator.num_processes)
+        batches = [{k: v.to(accelerator.device) for k, v in collate(config, [train[i] for i in idx], pad_id).items()}
+                   for idx in micro]
+        # Normalise by the response tokens of the whole global batch: 2 processes = 1, accumulation = bigger batch.
+        local_tokens = torch.tensor(float(sum(b["targets"].numel() for b in batches)), device=accelerator.device)
+        global_tokens = accelerator.reduce(local_tokens, "sum")
+        num_tokens = global_tokens / accelerator.num_processes  # DDP averages gradients over processes
+        for i, batch in enumerate(batches):
+            sync = contextlib.nullcontext() if i == len(batches) - 1 else accelerator.no_sync(net)
+            with sync, accelerator.autocast():
+                loss, stats = forward_loss(net, batch, num_tokens)
+            check_finite(loss, step, last_ckpt)
+            accelerator.backward(loss)
+            window["loss_sum"] += float(stats["loss_sum"])
+            window["tokens"] += stats["tokens"]
+            window["seen_tokens"] += int(batch["input_ids"].ne(pad_id).sum()) if not config.packing else int(
+                sum(len(train[j]) for j in micro[i]))
+        grad_norm = clip_and_step(accelerator, net, optimizer, scheduler, config.max_grad_norm)
+        step += 1
+        bar.update(1)
+
+        if step % config.logging_steps == 0 or step == total_steps:
+            elapsed = time.time() - window["time"]
+            seen = int(accelerator.reduce(torch.tensor(window["seen_tokens"], device=accelerator.device), "sum"))
+            total_seen += seen
+            total_time += elapsed
+            metrics = {
+                "train/loss": window["loss_sum"] / max(1, window["tokens"]),
+                "train/lr": scheduler.get_last_lr()[0],
+                "train/grad_norm": grad_norm,
+                "train/epoch": step / per_epoch,
+                "sft/tokens_per_s": seen / max(elapsed, 1e-9),
+            }
+            run.log(step, metrics)
+            bar.set_postfix(loss=f"{metrics['train/loss']:.3f}", tok_s=f"{metrics['sft/tokens_per_s']:.0f}")
+            window = {"loss_sum": 0.0, "tokens": 0, "seen_tokens": 0, "time": time.time()}
+
+        epoch_end = step % per_epoch == 0 or step == total_steps
+        if epoch_end:
+            best = end_of_epoch(config, net, model, tokenizer, evals, reward_model, accelerator, run, out, step, best)
+            window["time"] = time.time()  # evaluation time is not training throughput
+        if (epoch_end or (config.save_steps and step % config.save_steps == 0)) and step < total_steps:
+            last_ckpt = str(save_checkpoint(out, step, {"model": accelerator.unwrap_model(net)},
+                                            {"optimizer": optimizer, "scheduler": scheduler},
+                                            {"best": best}, accelerator, keep=config.keep_checkpoints))
+            window["time"] = time.time()
+    bar.close()
+
+    # --- finish ------------------------------------------------------------------
+    if not evals and accelerator.is_main_process:
+        save_final(accelerator.unwrap_model(net).model, tokenizer, out)
+    accelerator.wait_for_everyone()
+    final = {k: v for h in run.history for k, v in h.items() if k != "step"}  # latest value of each metric
+    if total_time > 0:
+        final["sft/tokens_per_s"] = total_seen / total_time
+    final["sft/eval_loss"] = final.get("eval/loss", float("nan"))
+    if best is not None:
+        final["sft/best_" + config.select_metric.split("/")[1]] = best
+    return run.finish(final)
+
+
+def end_of_epoch(config, net, model, tokenizer, evals, reward_model, accelerator, run, out, step, best):
+    """Evaluate, and write final/ when the selection metric improves (paper: pick by validation RM score)."""
+    if not evals:
+        return best
+    metrics = {"eval/loss": evaluate_loss(net, evals, config, accelerator, tokenizer.pad_token_id)}
+    if reward_model is not None and accelerator.is_main_process:
+        metrics["eval/reward"] = evaluate_reward(accelerator.unwrap_model(net).model, tokenizer, config.eval_file,
+                                                 config, reward_model)
+    run.log(step, metrics)
+    value = metrics.get(config.select_metric, metrics["eval/loss"])
+    lower_is_better = config.select_metric == "eval/loss"
+    improved = best is None or (value < best if lower_is_better else value > best) or math.isnan(best)
+    log.info("step %d: %s", step, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+    if improved:
+        best = value
+        if accelerator.is_main_process:
+            save_final(accelerator.unwrap_model(net).model, tokenizer, out)
+    accelerator.wait_for_everyone()
+    return best
