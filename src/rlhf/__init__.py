@@ -9,6 +9,6 @@ __version__ = "0.1.0"
 
 def load_reward_model(path, **kwargs):
     """One-line loader: `rlhf.load_reward_model("runs/rm/final").score(prompts, responses)`."""
-    from rlhf.rm.model import load_reward_model as _load
+    from rlhf.core.reward import load_reward_model as _load
 
     return _load(path, **kwargs)
