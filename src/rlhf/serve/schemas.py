@@ -25,7 +25,7 @@ class _Base(BaseModel):
     n: int = Field(default=1, ge=1, le=MAX_N)
     stream: bool = False
     stream_options: dict | None = None
-    stop: str | list[str] | None = None
+    stop: str | list[str] | None = Field(default=None, validate_default=True)
     seed: int | None = None
     user: str | None = None
     store: bool | None = None

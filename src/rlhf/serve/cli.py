@@ -1,0 +1,108 @@
+"""`rlhf serve --model DIR --port 8000 --log-prompts prompts.db [--keys keys.json]`"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class KeysError(ValueError):
+    pass
+
+
+def load_keys(path: str | Path) -> dict[str, dict]:
+    """API keys file: a JSON object of key -> user id, or key -> {"user_id": ..., "log": false}.
+
+    `"log": false` opts that user out of the prompt log for every request."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise KeysError(f"{path}: keys file does not exist") from None
+    except json.JSONDecodeError as e:
+        raise KeysError(f"{path}:{e.lineno}: not valid JSON: {e.msg}") from None
+    if not isinstance(data, dict) or not data:
+        raise KeysError(f"{path}: must be a non-empty JSON object mapping API key -> user id")
+    keys = {}
+    for key, value in data.items():
+        entry = {"user_id": value, "log": True} if isinstance(value, str) else value
+        if not isinstance(entry, dict) or not isinstance(entry.get("user_id"), str) or not entry["user_id"]:
+            raise KeysError(f"{path}: field '{key}': must be a user id string or {{\"user_id\": str, \"log\": bool}}")
+        if not isinstance(entry.get("log", True), bool):
+            raise KeysError(f"{path}: field '{key}.log': must be true or false")
+        keys[key] = {"user_id": entry["user_id"], "log": entry.get("log", True)}
+    return keys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rlhf serve", description="Serve a causal LM behind an OpenAI-compatible API, "
+                                "logging each prompt for `rlhf data prepare` (docs/serve.md).")
+    p.add_argument("--model", required=True, help="model folder (or hub name) to serve")
+    p.add_argument("--model-name", help="the name clients pass as `model` (default: the folder's name)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind; 0.0.0.0 exposes the server to the network")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--log-prompts", default="prompts.db", help="SQLite file of the request log")
+    p.add_argument("--no-log-prompts", action="store_true", help="log nothing (e.g. a private demo)")
+    p.add_argument("--keys", help="JSON file of API key -> user id; when given, requests without a valid key get 401")
+    p.add_argument("--max-batch-size", type=int, default=8, help="most rows (prompts x n) decoded together")
+    p.add_argument("--batch-wait-ms", type=float, default=10.0,
+                   help="how long the first request of a batch waits for others to join it")
+    p.add_argument("--chat-max-tokens", type=int, default=256, help="max_tokens of a chat request that sets none")
+    p.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (auto: cuda when available)")
+    return p
+
+
+def build_state(model: str, model_name: str | None = None, log_prompts: str | None = "prompts.db",
+                keys: str | None = None, max_batch_size: int = 8, batch_wait_ms: float = 10.0,
+                chat_max_tokens: int = 256, dtype: str = "float32", device: str = "auto"):
+    import torch
+
+    from rlhf.core.models import load_causal_lm, load_tokenizer
+    from rlhf.serve.app import ServeState
+    from rlhf.serve.engine import Engine
+    from rlhf.serve.log import RequestLog
+
+    if max_batch_size < 1 or batch_wait_ms < 0 or chat_max_tokens < 1:
+        raise ValueError("--max-batch-size and --chat-max-tokens must be >= 1 and --batch-wait-ms >= 0")
+    key_table = load_keys(keys) if keys else None
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    tokenizer = load_tokenizer(model, padding_side="left")
+    lm = load_causal_lm(model, dtype=dtype)
+    engine = Engine(lm, tokenizer, max_batch_size=max_batch_size, batch_wait_s=batch_wait_ms / 1000, device=device)
+    request_log = RequestLog(log_prompts) if log_prompts else None
+    name = model_name or Path(model.rstrip("/")).name
+    return ServeState(engine=engine, model_name=name, request_log=request_log, keys=key_table,
+                      chat_max_tokens=chat_max_tokens)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import uvicorn
+
+    from rlhf.serve.app import create_app
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        state = build_state(args.model, args.model_name, None if args.no_log_prompts else args.log_prompts,
+                            args.keys, args.max_batch_size, args.batch_wait_ms, args.chat_max_tokens, args.dtype,
+                            args.device)
+    except (KeysError, ValueError, FileNotFoundError, OSError) as e:
+        print(f"rlhf serve: {e}", file=sys.stderr)
+        return 2
+    where = state.request_log.path if state.request_log else "nowhere (--no-log-prompts)"
+    log.info("serving '%s' on http://%s:%d (playground at /), logging prompts to %s, API keys %s",
+             state.model_name, args.host, args.port, where, "required" if state.keys else "not required")
+    try:
+        uvicorn.run(create_app(state), host=args.host, port=args.port, log_level="info")
+    finally:
+        state.engine.close()
+        if state.request_log:
+            state.request_log.close()
+    return 0

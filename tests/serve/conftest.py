@@ -1,0 +1,87 @@
+"""A real uvicorn server on a free loopback port, in a thread, per test module."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+
+class ServerThread:
+    def __init__(self, state):
+        import uvicorn
+
+        from rlhf.serve.app import create_app
+
+        self.state = state
+        # Bind first and hand uvicorn the socket: no race for the port with other tests.
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        config = uvicorn.Config(create_app(state), log_level="warning", lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.state.engine.close()
+        if self.state.request_log is not None:
+            self.state.request_log.close()
+
+
+@pytest.fixture(scope="module")
+def serve(tiny_gpt2, tmp_path_factory):
+    """serve(**build_state kwargs) -> a started ServerThread (closed at module end)."""
+    from rlhf.serve.cli import build_state
+
+    servers = []
+
+    def start(**kwargs):
+        kwargs.setdefault("log_prompts", str(tmp_path_factory.mktemp("log") / "prompts.db"))
+        kwargs.setdefault("model_name", "tiny")
+        server = ServerThread(build_state(str(tiny_gpt2), device="cpu", **kwargs)).__enter__()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_gpt2):
+    """reference(prompt_or_messages, max_tokens) -> greedy text from `model.generate`, one prompt alone."""
+    import torch
+
+    from rlhf.core.models import load_causal_lm, load_tokenizer
+
+    tok = load_tokenizer(str(tiny_gpt2))
+    model = load_causal_lm(str(tiny_gpt2)).eval()
+
+    def generate(prompt, max_tokens: int) -> str:
+        if isinstance(prompt, list):
+            text = tok.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+            ids = tok(text, add_special_tokens=False, return_tensors="pt")
+        else:
+            ids = tok(prompt, return_tensors="pt")
+        with torch.no_grad():
+            out = model.generate(**ids, max_new_tokens=max_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
+        return tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+
+    return generate
