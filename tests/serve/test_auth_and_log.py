@@ -1,0 +1,124 @@
+"""API keys, the prompt log and its opt-outs, and durability across a kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+
+import httpx
+import openai
+import pytest
+
+from rlhf.serve.cli import KeysError, load_keys
+
+KEYS = {"sk-alice-0000000000": "u-alice", "sk-bob-00000000000": {"user_id": "u-bob", "log": False}}
+
+
+@pytest.fixture(scope="module")
+def keyed(serve, tmp_path_factory):
+    keys = tmp_path_factory.mktemp("keys") / "keys.json"
+    keys.write_text(json.dumps(KEYS))
+    return serve(keys=str(keys))
+
+
+def _client(server, key):
+    return openai.OpenAI(base_url=server.base_url, api_key=key, max_retries=0, timeout=60)
+
+
+def _rows(server) -> list[dict]:
+    conn = sqlite3.connect(server.state.request_log.path)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute("SELECT * FROM requests ORDER BY rowid")]
+    finally:
+        conn.close()
+
+
+def test_missing_or_wrong_key_is_401(keyed):
+    with pytest.raises(openai.AuthenticationError) as info:
+        _client(keyed, "sk-wrong-key-12345").completions.create(model="tiny", prompt="hi", max_tokens=2)
+    assert info.value.code == "invalid_api_key"
+    assert "sk-wrong" not in info.value.message  # the key is redacted in the message
+    r = httpx.post(keyed.base_url + "/completions", json={"model": "tiny", "prompt": "hi"}, timeout=10)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+    # Authentication comes before validation, as in the OpenAI API.
+    r = httpx.post(keyed.base_url + "/completions", content=b"{bad json", timeout=10)
+    assert r.status_code == 401
+    assert _rows(keyed) == []
+
+
+def test_a_request_is_logged_with_the_keys_user_and_its_response(keyed):
+    out = _client(keyed, "sk-alice-0000000000").completions.create(
+        model="tiny", prompt="list five ideas", max_tokens=5, temperature=0, user="end-user-9")
+    (row,) = _rows(keyed)
+    assert row["id"] == out.id + "-0"
+    assert row["user_id"] == "u-alice"  # the key's user, not the client-chosen `user`
+    assert row["model"] == "tiny" and row["endpoint"] == "completions" and row["status"] == "done"
+    assert json.loads(row["prompt"]) == "list five ideas"
+    params = json.loads(row["params"])
+    assert params["max_tokens"] == 5 and params["temperature"] == 0 and params["user"] == "end-user-9"
+    assert json.loads(row["response"]) == [out.choices[0].text]
+    assert row["completion_tokens"] == 5 and abs(row["created"] - time.time()) < 60
+
+
+def test_opt_outs_keep_requests_out_of_the_log(keyed):
+    before = len(_rows(keyed))
+    messages = [{"role": "user", "content": "private"}]
+    _client(keyed, "sk-bob-00000000000").chat.completions.create(model="tiny", messages=messages, max_tokens=2)
+    _client(keyed, "sk-alice-0000000000").chat.completions.create(model="tiny", messages=messages, max_tokens=2,
+                                                                  store=False)
+    assert len(_rows(keyed)) == before
+    _client(keyed, "sk-alice-0000000000").chat.completions.create(model="tiny", messages=messages, max_tokens=2)
+    rows = _rows(keyed)
+    assert len(rows) == before + 1 and json.loads(rows[-1]["prompt"]) == messages
+
+
+def test_keys_file_errors_name_the_file_and_field(tmp_path):
+    bad = tmp_path / "keys.json"
+    bad.write_text(json.dumps({"sk-1": {"log": False}}))
+    with pytest.raises(KeysError, match=r"keys.json: field 'sk-1'"):
+        load_keys(bad)
+    bad.write_text('{"sk-1": "u",')
+    with pytest.raises(KeysError, match=r"keys.json:1: not valid JSON"):
+        load_keys(bad)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_an_acknowledged_request_survives_kill_9(tiny_gpt2, tmp_path):
+    """`rlhf serve` in a subprocess: once the first streamed byte arrives, the prompt is on disk."""
+    db, port = tmp_path / "prompts.db", _free_port()
+    cmd = [sys.executable, "-m", "rlhf", "serve", "--model", str(tiny_gpt2), "--model-name", "tiny",
+           "--port", str(port), "--log-prompts", str(db), "--device", "cpu"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ})
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
+                time.sleep(0.2)
+        body = {"model": "tiny", "prompt": "remember me", "max_tokens": 400, "stream": True, "user": "u-9"}
+        with httpx.stream("POST", f"http://127.0.0.1:{port}/v1/completions", json=body, timeout=30) as r:
+            next(r.iter_lines())  # acknowledged: the first chunk is here
+            os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    conn = sqlite3.connect(db)
+    rows = conn.execute("SELECT user_id, prompt, status FROM requests").fetchall()
+    conn.close()
+    assert rows == [("u-9", '"remember me"', "started")]
