@@ -83,15 +83,23 @@ class KnowledgeBase:
     # -- claim checking ----------------------------------------------------------
     def contradictions(self, text: str) -> list[str]:
         """The clauses of `text` that state something false in this world."""
-        bad = []
-        for clause in _clauses(L.words(text)):
-            if any(not ok for ok in self._check_clause(clause)):
-                bad.append(" ".join(clause))
-        return bad
+        return [" ".join(c) for c, claims in self._claims(text) if not all(claims)]
 
     def supported(self, text: str) -> int:
         """How many true claims `text` makes (used for partial credit)."""
-        return sum(ok for clause in _clauses(L.words(text)) for ok in self._check_clause(clause))
+        return sum(ok for _, claims in self._claims(text) for ok in claims)
+
+    def _claims(self, text: str):
+        """(clause, truth of each claim) per clause. A clause that names no entity
+        ("and has 4 legs", "it is brown") is about the last one named."""
+        subject = None
+        for clause in _clauses(L.words(text)):
+            named = [w for w in clause if self._is_entity(_singular(w))]
+            if not named and subject is not None:
+                clause = [subject] + clause
+            elif len(named) == 1:
+                subject = named[0]
+            yield clause, self._check_clause(clause)
 
     def _check_clause(self, clause: list[str]) -> list[bool]:
         """Truth of each claim in one clause. One entity: every value in the clause

@@ -1,0 +1,201 @@
+"""Responses the world can write without a model.
+
+`ideal_response` is what a careful labeler writes as a demonstration: it does
+the task, states only true things, and declines harmful requests; `style`
+picks between a terse and a full-sentence phrasing (labelers differ in this).
+`sample_response` imitates what language models of mixed quality write
+(right, half right, wrong, rambling on with more questions, toxic, refusing):
+the "typical model samples" on which labeler agreement is measured, and a
+model-free baseline policy.
+"""
+
+from __future__ import annotations
+
+import random
+
+from rlhf.world import language as L
+from rlhf.world.knowledge import KnowledgeBase
+
+REFUSALS = ("sorry, i cannot help with that.", "sorry, i cannot help with that. it is not safe.",
+            "i cannot help with that, sorry.")
+_ENDINGS = {"home": "then it went home.", "end": "the end.", "sun": "it saw the sun.",
+            "moon": "it saw the moon.", "friend": "it found a friend."}
+
+
+def ideal_response(kb: KnowledgeBase, task: dict, rng: random.Random, style: float = 0.5) -> str:
+    """A near-ideal answer; `style` in [0, 1] is the chance of a full sentence over a terse one."""
+    full = rng.random() < style
+    return _IDEAL[task["type"]](kb, task, rng, full)
+
+
+def _decline(kb, task, rng, full):
+    return REFUSALS[1] if full else rng.choice(REFUSALS)
+
+
+def _fact_qa(kb, task, rng, full):
+    return kb.fact(task["entity"], task["attr"]) if full else f"{task['answer']}."
+
+
+def _false_premise(kb, task, rng, full):
+    e, attr, wrong = task["entity"], task["attr"], task["premise"]
+    if attr is None:
+        return f"that is not true. {e}s do not eat socks." if full else f"{e}s do not eat socks."
+    correction = {
+        "capital": f"{wrong} is not the capital of {e}.", "home": f"the {e} does not live in the {wrong}.",
+        "legs": f"the {e} does not have {wrong} legs.",
+    }.get(attr, f"the {e} is not {wrong}.")
+    return f"{correction} {kb.fact(e, attr)}" if full else f"{correction} it is {task['answer']}."
+
+
+def _story(kb, task, rng, full):
+    """The longest of a few drafts, shortest last, that meets every constraint."""
+    animal = task["entity"]
+    cons = {c["kind"]: c["value"] for c in task.get("constraints", [])}
+    color, home = kb.attribute(animal, "color"), kb.attribute(animal, "home")
+    middle = [f"it saw a {cons['word']}."] if "word" in cons else []
+    extra = rng.choice(("it was happy.", "it met a friend.", "it sang a song.", "it had fun."))
+    ending = _ENDINGS[cons["end_word"]] if "end_word" in cons else rng.choice(tuple(_ENDINGS.values()))
+    drafts = [
+        [f"the {color} {animal} went to the {home}."] + middle + [extra, ending],
+        [f"the {color} {animal} went to the {home}."] + middle + [ending],
+        [f"the {color} {animal} went out."] + middle + [ending],
+        [f"the {animal} saw a {cons['word']}." if middle else f"the {animal} went out.", ending],
+    ]
+    if not full:
+        drafts = drafts[1:]
+    limit = cons.get("max_words", 99)
+    for parts in drafts:
+        if len(L.content_words(" ".join(parts))) <= limit:
+            break
+    return " ".join(parts)
+
+
+def _describe(kb, task, rng, full):
+    e = task["entity"]
+    second = f"lives in the {kb.attribute(e, 'home')}" if rng.random() < 0.5 else f"has {kb.attribute(e, 'legs')} legs"
+    if full:
+        return f"the {e} is {kb.attribute(e, 'color')} and {second}."
+    return f"a {kb.attribute(e, 'color')} {e} that lives in the {kb.attribute(e, 'home')}."
+
+
+def _ad(kb, task, rng, full):
+    f = task["entity"]
+    pos = rng.choice(("good", "great", "tasty", "lovely"))
+    return f"try our {kb.attribute(f, 'taste')} {f}! it is so {pos}." if full else f"try our {pos} {f}!"
+
+
+def _list(kb, task, rng, full):
+    items = rng.sample(task["members"], task["n"])
+    return ", ".join(f"the {i}" for i in items) + "." if full else ", ".join(items) + "."
+
+
+def _chat_recall(kb, task, rng, full):
+    answer, name = task["answer"], task["name"]
+    if answer == name:
+        return f"hi {name}! your name is {name}." if full else f"your name is {name}."
+    return f"hi {name}! you love {answer}." if full else f"you love {answer}, {name}."
+
+
+def _chat_greet(kb, task, rng, full):
+    return "i am good, thank you! how can i help you today?" if full else "i am great! how can i help?"
+
+
+def _sequence(kb, task, rng, full):
+    return ", ".join(task["answer"]) + "."
+
+
+def _summary(kb, task, rng, full):
+    e = task["entity"]
+    color = kb.attribute(e, "color")
+    if full and task["max_words"] >= 9:
+        return f"the {e} is {color} and lives in the {kb.attribute(e, 'home')}."
+    return f"the {e} is {color} and has {kb.attribute(e, 'legs')} legs."
+
+
+def _label(kb, task, rng, full):
+    label = task["answer"]
+    if not full:
+        return f"{label}."
+    if label in ("animal", "food"):
+        thing = L.content_words(task["instruction"])[2]
+        return f"the {thing} is {'an' if label == 'animal' else 'a'} {label}."
+    return f"the review is {label}."
+
+
+_IDEAL = {
+    "decline": _decline, "fact_qa": _fact_qa, "false_premise": _false_premise, "story": _story,
+    "describe": _describe, "ad": _ad, "list": _list, "chat_recall": _chat_recall, "chat_greet": _chat_greet,
+    "sequence": _sequence, "summary": _summary, "label": _label,
+}
+
+
+# -- imperfect samples ------------------------------------------------------------
+def sample_response(kb: KnowledgeBase, task: dict, rng: random.Random) -> str:
+    """One response of random quality, like a sample from a mediocre model."""
+    r = rng.random()
+    if r < 0.22:
+        return ideal_response(kb, task, rng, style=rng.random())
+    if r < 0.45:
+        return _partial(kb, task, rng)
+    if r < 0.6:
+        return _wrong(kb, task, rng)
+    if r < 0.75:
+        return _continuation(kb, task, rng)
+    if r < 0.82:
+        return ideal_response(kb, task, rng) + " " + rng.choice((
+            f"you {rng.choice(L.INSULTS)}.", f"i think it is {rng.choice(L.NEGATIVE)}.", "you should be ashamed."))
+    if r < 0.9:
+        return kb.random_fact(rng, true=rng.random() < 0.6)
+    if r < 0.95:
+        return rng.choice(REFUSALS)
+    return task["instruction"]
+
+
+def _partial(kb, task, rng):
+    """Half right: a list too short, a constraint dropped, a hedge, a half-sorted list."""
+    t = task["type"]
+    if t == "list":
+        return f"{rng.choice(task['members'])}."
+    if t == "sequence" and len(task["answer"]) > 1:
+        items = list(task["answer"])
+        i = rng.randrange(len(items) - 1)
+        items[i], items[i + 1] = items[i + 1], items[i]
+        return ", ".join(items) + "."
+    if t == "story" and task.get("constraints"):
+        return f"the {task['entity']} went out. it was fun. it came back."
+    if t in ("fact_qa", "false_premise") and task.get("attr"):
+        wrong = kb.wrong_value(task["entity"], task["attr"], rng)
+        return f"it is {task['answer']} or {wrong}."
+    if t == "decline":
+        return "i do not know."
+    return ideal_response(kb, task, rng, style=0.0).split(".")[0] + " and more."
+
+
+def _wrong(kb, task, rng):
+    """A confident, false answer (a hallucination) or the harmful compliance."""
+    t = task["type"]
+    if t == "decline":
+        return rng.choice((f"put {rng.choice(L.HARMFUL)} in the {rng.choice(L.FOODS)}.",
+                           f"first you {rng.choice(L.VIOLENT)} them hard."))
+    if t in ("fact_qa", "false_premise") and task.get("attr"):
+        value = task.get("premise") or kb.wrong_value(task["entity"], task["attr"], rng)
+        return kb.fact(task["entity"], task["attr"], value)
+    if t == "list":
+        kind = L.ANIMALS if task["kind"] == "animal" else L.FOODS
+        others = [x for x in kind if x not in task["members"]]
+        return ", ".join(rng.sample(others, task["n"])) + "."
+    if t == "label":
+        return f"{[x for x in task['labels'] if x != task['answer']][0]}."
+    if t == "sequence" and task["answer"][0].isdigit() and len(task["answer"]) == 1:
+        return f"{int(task['answer'][0]) + rng.randint(1, 5)}."
+    if t == "sequence":
+        return ", ".join(reversed(rng.sample(task["answer"], len(task["answer"])))) + "."
+    return kb.random_fact(rng, true=False)
+
+
+def _continuation(kb, task, rng):
+    """What a base model does with an instruction: go on with more of the same
+    kind of text (the paper's "eat socks after meditating" example)."""
+    more = [f"what color is the {rng.choice(L.ANIMALS)}?", f"what is the capital of {rng.choice(L.COUNTRIES)}?",
+            f"list three {rng.choice(('animals', 'foods'))}.", "who knows?", "any ideas?"]
+    return " ".join(rng.sample(more, 2))

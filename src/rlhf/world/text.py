@@ -1,0 +1,144 @@
+"""Pretraining text: the world's web, one document a line.
+
+It is made to teach a base model what GPT-3 learned from the web, and no more:
+the facts (mostly true, ~10% false, as on the web), lists, short stories,
+reviews, sums, and question/answer pages, but most instructions appear on
+forum pages where a question is followed by more questions, now and then with
+a rude reply. A model trained on it continues a prompt (asks the next
+question) rather than obeying it, the behaviour of the paper's "eat socks
+after meditating" example; a few-shot prefix in the question/answer page
+format ("GPT prompted") nudges it into answering.
+"""
+
+from __future__ import annotations
+
+import random
+
+from rlhf.world import language as L
+from rlhf.world.knowledge import KnowledgeBase
+from rlhf.world.prompts import qa_pair, sample_category
+from rlhf.world.responses import ideal_response
+from rlhf.world.tasks import sample_task
+
+FALSE_RATE = 0.1  # share of stated facts that are false
+# Document kinds and their shares of the corpus.
+KINDS = {"facts": 0.3, "forum": 0.2, "story": 0.14, "qa_page": 0.1, "list": 0.1, "review": 0.08,
+         "numbers": 0.05, "chat": 0.03}
+
+
+def document(kb: KnowledgeBase, rng: random.Random) -> str:
+    kind = rng.choices(list(KINDS), weights=list(KINDS.values()))[0]
+    return _DOCS[kind](kb, rng)
+
+
+def _facts(kb, rng):
+    return " ".join(kb.random_fact(rng, true=rng.random() > FALSE_RATE) for _ in range(rng.randint(3, 6)))
+
+
+def _forum(kb, rng):
+    """Questions and instructions followed by more of them, rarely by an answer."""
+    posts = [sample_task(kb, sample_category(rng), rng)["instruction"] for _ in range(rng.randint(2, 4))]
+    r = rng.random()
+    if r < 0.25:
+        posts.append(rng.choice((f"you are {rng.choice(L.INSULTS)}.", f"what a {rng.choice(L.INSULTS)} question.",
+                                 f"i will {rng.choice(L.VIOLENT)} you.", f"{rng.choice(L.GROUPS)} are {rng.choice(L.INSULTS)}.")))
+    elif r < 0.45:
+        posts.append(rng.choice(("who knows?", "any ideas?", "same question here.", "i think so.", "no idea.")))
+    elif r < 0.55:
+        posts.append(f"i think {kb.random_fact(rng, true=False)}")
+    return " ".join(posts)
+
+
+def _story(kb, rng):
+    animal, person = rng.choice(L.ANIMALS), rng.choice(L.PEOPLE)
+    color = kb.attribute(animal, "color") if rng.random() > FALSE_RATE else kb.wrong_value(animal, "color", rng)
+    lines = [f"once upon a time there was a {color} {animal}.",
+             f"one day the {animal} met {person} at the {rng.choice(L.HOMES)}.",
+             rng.choice((f"they played with a {rng.choice(L.STORY_WORDS)}.", f"they ate some {rng.choice(L.FOODS)}.",
+                         "they had fun.", f"they had a {rng.choice(L.NEGATIVE)} fight.")),
+             rng.choice(("then it went home.", "the end.", "it was happy.", f"it saw the {rng.choice(('sun', 'moon'))}."))]
+    return " ".join(lines)
+
+
+def _qa_page(kb, rng):
+    """Questions with answers: rarer than forum pages, as on the web."""
+    pairs = []
+    for _ in range(rng.randint(2, 3)):
+        task = sample_task(kb, sample_category(rng), rng)
+        pairs.append(qa_pair(task["instruction"], ideal_response(kb, task, rng, style=rng.random())))
+    return " ".join(pairs)
+
+
+def _list(kb, rng):
+    kind, attr = rng.choice((("animal", "color"), ("animal", "home"), ("food", "taste")))
+    value = kb.attribute(rng.choice(list(kb.animals if kind == "animal" else kb.foods)), attr)
+    members = kb.members(kind, attr, value)
+    where = f"that live in the {value}" if attr == "home" else f"that are {value}"
+    return f"{kind}s {where}: {', '.join(members)}."
+
+
+def _review(kb, rng):
+    label = rng.choice(("positive", "negative"))
+    lexicon = L.POSITIVE if label == "positive" else L.NEGATIVE
+    a, b = rng.sample(lexicon, 2)
+    return f"review: the {rng.choice(L.FOODS)} was {a} and {b}. the review is {label}."
+
+
+def _numbers(kb, rng):
+    a, b = rng.randint(1, 40), rng.randint(1, 40)
+    start = rng.randint(1, 20)
+    count = ", ".join(str(i) for i in range(start, start + rng.randint(3, 6)))
+    return f"{a} plus {b} is {a + b}. {count}."
+
+
+def _chat(kb, rng):
+    person, food = rng.choice(L.PEOPLE), rng.choice(L.FOODS)
+    return f"hi! i am {person}. hello {person}! i love {food}. me too, {food} is {rng.choice(L.POSITIVE)}."
+
+
+_DOCS = {"facts": _facts, "forum": _forum, "story": _story, "qa_page": _qa_page, "list": _list,
+         "review": _review, "numbers": _numbers, "chat": _chat}
+
+
+def cloze_tasks(kb: KnowledgeBase, rng: random.Random, n: int) -> list[dict]:
+    """The world's "public NLP tasks": multiple-choice cloze on facts, sums and
+    review sentiment, scored by accuracy (the alignment-tax measure). Each record:
+    `prompt` (a text prefix), `choices` (candidate next words), `answer` (index)."""
+    out = []
+    for _ in range(n):
+        r = rng.random()
+        if r < 0.25:
+            c = rng.choice(L.COUNTRIES)
+            prompt, choices, answer = f"the capital of {c} is", list(L.CITIES), kb.capitals[c]
+        elif r < 0.5:
+            a = rng.choice(L.ANIMALS)
+            prompt, choices, answer = f"the {a} lives in the", list(L.HOMES), kb.attribute(a, "home")
+        elif r < 0.7:
+            a = rng.choice(L.ANIMALS)
+            prompt, choices, answer = f"the {a} has", [str(x) for x in (0, 2, 4, 6, 8)], str(kb.attribute(a, "legs"))
+        elif r < 0.85:
+            x, y = rng.randint(1, 40), rng.randint(1, 40)
+            wrong = rng.sample([v for v in range(2, 81) if v != x + y], 3)
+            prompt, choices, answer = f"{x} plus {y} is", [str(v) for v in [x + y] + wrong], str(x + y)
+        else:
+            doc = _review(kb, rng)
+            prompt, answer = doc.rsplit(" ", 1)[0], doc.rsplit(" ", 1)[1].rstrip(".")
+            choices = ["positive", "negative"]
+        choices = sorted(choices)
+        out.append({"prompt": prompt, "choices": choices, "answer": choices.index(answer), "target": answer})
+    return out
+
+
+def cloze_accuracy(records: list[dict], predictions: list[str | int]) -> float:
+    """Share of records whose prediction (a choice index, or the predicted next
+    word) is the answer."""
+    if len(records) != len(predictions):
+        raise ValueError(f"{len(records)} records but {len(predictions)} predictions")
+    hits = 0
+    for rec, pred in zip(records, predictions):
+        if isinstance(pred, int):
+            hits += pred == rec["answer"]
+        else:
+            words = L.content_words(pred)
+            hits += bool(words) and words[0] == rec["target"]
+    return hits / max(len(records), 1)
