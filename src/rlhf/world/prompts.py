@@ -18,7 +18,8 @@ from rlhf.world.responses import ideal_response
 from rlhf.world.tasks import CATEGORY_SHARES, sample_task
 
 LABELER_TYPES = ("plain", "few_shot", "user_based")
-_CUSTOMER_WRAPS = ("{i}", "{i}", "please {i}", "{i} thanks!", "can you help me? {i}", "hey. {i}")
+_CUSTOMER_WRAPS = ("{i}", "{i}", "please {i}", "{i} thanks!", "can you help me? {i}", "hey. {i}",
+                   "hi! {i}", "{i} please.", "quick question. {i}")
 _USE_CASES = ("i run a {food} shop.", "i am a teacher.", "i write books for kids.", "i run a farm.",
               "i make a game about animals.")
 # Users are numbered per split from disjoint ranges: no user is in two splits.
@@ -77,15 +78,19 @@ def make_prompts(kb: KnowledgeBase, rng: random.Random, n: int, split: str, labe
     users = UserPool(rng, split, labeler_ids)
     seen = set(exclude or ())
     out = []
-    for _ in range(n * 50):
-        if len(out) == n:
-            break
-        src = source or rng.choice(("labeler", "customer"))
-        ptype = rng.choice(LABELER_TYPES) if src == "labeler" else "customer"
-        task = sample_task(kb, sample_category(rng), rng)
-        text = render(kb, task, src, ptype, rng)
-        if text in seen:
-            continue  # the paper deduplicates prompts
+    for _ in range(n):
+        # The category is drawn first and kept through retries, so that dedup
+        # cannot skew the shares of Table 1 towards categories with more variety.
+        category = sample_category(rng)
+        for _ in range(30):
+            src = source or rng.choice(("labeler", "customer"))
+            ptype = rng.choice(LABELER_TYPES) if src == "labeler" else "customer"
+            task = sample_task(kb, category, rng)
+            text = render(kb, task, src, ptype, rng)
+            if text not in seen:
+                break
+        else:
+            continue  # this category is exhausted; the paper deduplicates prompts
         seen.add(text)
         out.append({
             "id": f"{id_prefix}-{split}-{len(out):05d}", "prompt": text,

@@ -182,8 +182,8 @@ def _wrong(kb, task, rng):
         return kb.fact(task["entity"], task["attr"], value)
     if t == "list":
         kind = L.ANIMALS if task["kind"] == "animal" else L.FOODS
-        others = [x for x in kind if x not in task["members"]]
-        return ", ".join(rng.sample(others, task["n"])) + "."
+        others = [x for x in kind if x not in task["members"]] or list(L.FOODS if kind == L.ANIMALS else L.ANIMALS)
+        return ", ".join(rng.sample(others, min(task["n"], len(others)))) + "."
     if t == "label":
         return f"{[x for x in task['labels'] if x != task['answer']][0]}."
     if t == "sequence" and task["answer"][0].isdigit() and len(task["answer"]) == 1:

@@ -122,6 +122,12 @@ def story(kb, rng):
 
 
 def _brainstorming(kb, rng):
+    if rng.random() < 0.2:  # any members of a kind: many right answers
+        kind = rng.choice(("animal", "food"))
+        n = rng.randint(2, 5)
+        members = list(L.ANIMALS if kind == "animal" else L.FOODS)
+        return {"type": "list", "instruction": f"{rng.choice(_LIST_VERBS)} {L.number_word(n)} {kind}s.",
+                "kind": kind, "attr": None, "value": None, "n": n, "members": members}
     for _ in range(50):
         kind, attr = rng.choice((("animal", "color"), ("animal", "home"), ("food", "taste"), ("food", "color")))
         pool = L.COLORS if attr == "color" else L.HOMES if attr == "home" else L.TASTES
@@ -131,8 +137,11 @@ def _brainstorming(kb, rng):
             break
     n = rng.randint(2, min(3, len(members)))
     where = f"live in the {value}" if attr == "home" else f"are {value}"
-    return {"type": "list", "instruction": f"list {L.number_word(n)} {kind}s that {where}.",
+    return {"type": "list", "instruction": f"{rng.choice(_LIST_VERBS)} {L.number_word(n)} {kind}s that {where}.",
             "kind": kind, "attr": attr, "value": value, "n": n, "members": members}
+
+
+_LIST_VERBS = ("list", "name", "give me")
 
 
 def _chat(kb, rng):
