@@ -46,7 +46,7 @@ SPECIALS = ("<|endoftext|>", "<|pad|>", "<|unk|>", "<|system|>", "<|user|>", "<|
 # Rendered conversations stay on one line like all world text; the special tokens
 # mark the turns.
 CHAT_TEMPLATE = (
-    "{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} {% endfor %}"
+    "{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }}{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
 
@@ -87,7 +87,8 @@ def build_tokenizer(vocabulary: set[str], out_dir: str | Path | None = None, mod
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    tokens = list(SPECIALS) + list(PUNCTUATION) + ["▁" + p for p in PUNCTUATION]
+    # A lone "▁" is a stray space (e.g. "prompt " + response): kept, not unknown.
+    tokens = list(SPECIALS) + list(PUNCTUATION) + ["▁" + p for p in PUNCTUATION] + ["▁"]
     tokens += ["▁" + w for w in sorted(vocabulary)]
     tok = Tokenizer(models.WordLevel({t: i for i, t in enumerate(tokens)}, unk_token="<|unk|>"))
     tok.normalizer = normalizers.Lowercase()
