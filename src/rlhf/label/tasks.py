@@ -28,6 +28,11 @@ MAX_RESPONSE_CHARS = 100_000
 _RETRIES = 50
 
 
+class _LostRace(Exception):
+    """Another labeler took the last slot between our two reads (PostgreSQL's READ
+    COMMITTED gives each statement a fresh snapshot); look again."""
+
+
 class TaskError(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
@@ -86,8 +91,10 @@ def _candidate_item(session, user: CurrentUser, kind: str | None) -> tuple[Item,
     if item is None:
         return None
     used = set(session.scalars(select(Assignment.slot).where(Assignment.item_id == item.id, Assignment.slot.is_not(None))))
-    limit = item.overlap or default_overlap(session)
-    return item, min(s for s in range(limit) if s not in used)
+    free = [slot for slot in range(item.overlap or default_overlap(session)) if slot not in used]
+    if not free:
+        raise _LostRace()
+    return item, free[0]
 
 
 def next_assignment(db: Database, user: CurrentUser, kind: str | None = None) -> int | None:
@@ -109,7 +116,7 @@ def next_assignment(db: Database, user: CurrentUser, kind: str | None = None) ->
                 s.add(assignment)
                 s.flush()
                 return assignment.id
-        except IntegrityError:
+        except (IntegrityError, _LostRace):
             continue  # lost a race for the slot (or a double-clicked "next"): look again
     raise TaskError(503, "The server is busy handing out tasks; try again in a moment.")
 
