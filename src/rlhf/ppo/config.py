@@ -1,0 +1,134 @@
+"""`rlhf ppo`: optimise the SFT policy against the reward model (paper section 3.5)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rlhf.config import require
+from rlhf.core.models import LoraConfig
+
+
+@dataclass
+class PPOConfig:
+    """PPO (and PPO-ptx with ptx_coef > 0) in the paper's bandit setting: a random prompt,
+    one sampled response, one reward-model score, the episode ends.
+
+    Batches: `batch_size` episodes are generated per PPO iteration; each PPO epoch splits
+    them into mini-batches of `mini_batch_size` (one optimizer step each), and each process
+    runs `micro_batch_size` episodes per forward/backward. All three are global but the last."""
+
+    policy: str = ""
+    """Policy to start from, normally the SFT model's final/ folder (also the frozen reference)."""
+    reward_model: str = ""
+    """Reward model folder written by `rlhf rm`; its score (minus its offset) is the reward."""
+    value_model: str = ""
+    """Folder the value model starts from; empty uses reward_model (the paper initialises the value function from the RM)."""
+    prompts_file: str = ""
+    """Prompts (formats: prompts) to draw episodes from, cycled in a seeded order."""
+    pretrain_file: str = ""
+    """Pretraining text (formats: pretraining text) for the ptx term; required when ptx_coef > 0."""
+    total_episodes: int = 1024
+    """Episodes (prompt, response pairs) to train on; rounded down to whole batches."""
+    batch_size: int = 64
+    """Episodes generated per PPO iteration, summed over processes."""
+    mini_batch_size: int = 16
+    """Episodes per optimizer step, summed over processes; batch_size must be a multiple."""
+    micro_batch_size: int = 8
+    """Episodes per forward/backward on one process; gradient accumulation makes up the mini-batch."""
+    ppo_epochs: int = 4
+    """Passes over each rollout batch (Schulman et al. 2017; lm-human-preferences used 4)."""
+    lr: float = 1.0e-5
+    """Peak AdamW learning rate for the policy and value model, cosine-annealed over the iterations."""
+    weight_decay: float = 0.0
+    """AdamW decoupled weight decay on matrices."""
+    warmup_ratio: float = 0.0
+    """Fraction of iterations warming the learning rate up linearly."""
+    min_lr_ratio: float = 0.0
+    """Cosine floor as a fraction of lr (1.0 keeps lr constant)."""
+    max_grad_norm: float = 1.0
+    """Clip the global gradient norm (policy and value together); 0 turns clipping off."""
+    max_new_tokens: int = 64
+    """Maximum response length in tokens; a response also stops at EOS."""
+    max_length: int = 512
+    """Maximum prompt + response tokens; prompts are cut from the left to max_length - max_new_tokens."""
+    temperature: float = 1.0
+    """Sampling temperature, also applied to every log-prob of the policy and reference (details checklist)."""
+    top_p: float = 1.0
+    """Nucleus sampling mass; 1.0 samples the full distribution (PPO's importance ratios assume it)."""
+    kl_coef: float = 0.02
+    """beta of the objective r - beta * log(pi_RL / pi_SFT), per token (paper section 3.5 used 0.02); the start value when adaptive."""
+    kl_target: float = 0.0
+    """Target KL (nats per response, summed over tokens) of the adaptive controller (Ziegler et al. 2019 used 6); 0 keeps kl_coef fixed."""
+    kl_horizon: int = 10000
+    """Horizon of the adaptive controller in episodes: how fast beta moves (Ziegler et al. 2019: 10000)."""
+    no_eos_penalty: float = 0.0
+    """Subtracted from the score of a response that never emits EOS (details checklist used 1.0); 0 turns it off."""
+    gamma: float = 1.0
+    """Discount over response tokens (1.0 in lm-human-preferences: the score arrives at the end)."""
+    gae_lambda: float = 0.95
+    """GAE lambda (Schulman et al. 2016)."""
+    clip_range: float = 0.2
+    """PPO ratio clip epsilon."""
+    value_clip_range: float = 0.2
+    """Value predictions move at most this far from the rollout values per batch (clipped value loss)."""
+    vf_coef: float = 0.1
+    """Weight of the value loss in the summed loss (lm-human-preferences: 0.1); it only trains the value model."""
+    whiten_rewards: bool = False
+    """Scale per-token rewards to unit variance over the batch before GAE (details checklist; off in the paper's setup)."""
+    early_stop_kl: float = 0.0
+    """Stop the remaining PPO epochs of a batch once the mini-batch's approximate KL (per token) exceeds this; 0 never stops."""
+    ptx_coef: float = 0.0
+    """gamma of PPO-ptx: weight of the pretraining LM loss added at each optimizer step (the paper used 27.8); 0 is plain PPO."""
+    ptx_batch_size: int = 16
+    """Pretraining sequences per optimizer step, summed over processes."""
+    ptx_max_length: int = 256
+    """Pretraining sequences are cut to this many tokens."""
+    seed: int = 0
+    """Seeds prompt order, sampling, mini-batch order and new weights."""
+    precision: str = "fp32"
+    """fp32, bf16 or fp16 autocast."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass of the policy and value model."""
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    """LoRA adapters on the policy and value model (lora.r > 0); the reference is then the policy with its adapter disabled."""
+    skip_bad_records: bool = False
+    """Count and skip invalid prompt/pretraining records instead of stopping."""
+    logging_steps: int = 1
+    """Log metrics every this many PPO iterations."""
+    log_samples: int = 2
+    """Decoded samples (prompt, response, score, KL) written to samples.jsonl per logging step."""
+    save_steps: int = 10
+    """Write a resumable checkpoint every this many PPO iterations; 0 never."""
+    keep_checkpoints: int = 2
+    """How many most recent checkpoints to keep."""
+
+    @property
+    def iterations(self) -> int:
+        return self.total_episodes // self.batch_size
+
+    def validate(self) -> None:
+        require(bool(self.policy), "policy is required: the SFT model folder (policy=runs/sft/final)")
+        require(bool(self.reward_model), "reward_model is required: a folder written by `rlhf rm` (reward_model=runs/rm/final)")
+        require(bool(self.prompts_file), "prompts_file is required (prompts_file=path/to/prompts.jsonl)")
+        require(self.batch_size >= 1 and self.mini_batch_size >= 1 and self.micro_batch_size >= 1,
+                "batch_size, mini_batch_size and micro_batch_size must be >= 1")
+        require(self.batch_size % self.mini_batch_size == 0,
+                f"batch_size ({self.batch_size}) must be a multiple of mini_batch_size ({self.mini_batch_size})")
+        require(self.total_episodes >= self.batch_size,
+                f"total_episodes ({self.total_episodes}) must be at least one batch ({self.batch_size})")
+        require(self.ppo_epochs >= 1, "ppo_epochs must be >= 1")
+        require(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        require(self.max_new_tokens >= 1, "max_new_tokens must be >= 1")
+        require(self.max_length > self.max_new_tokens, "max_length must exceed max_new_tokens (room for the prompt)")
+        require(self.temperature > 0, "temperature must be > 0 (PPO needs sampling)")
+        require(0 < self.top_p <= 1, "top_p must be in (0, 1]")
+        require(self.kl_coef >= 0 and self.kl_target >= 0 and self.kl_horizon >= 1,
+                "kl_coef and kl_target must be >= 0, kl_horizon >= 1")
+        require(0 <= self.gamma <= 1 and 0 <= self.gae_lambda <= 1, "gamma and gae_lambda must be in [0, 1]")
+        require(self.clip_range > 0 and self.value_clip_range > 0, "clip_range and value_clip_range must be > 0")
+        require(self.ptx_coef >= 0, "ptx_coef must be >= 0")
+        require(self.ptx_coef == 0 or bool(self.pretrain_file),
+                "ptx_coef > 0 needs pretrain_file=path/to/pretrain.jsonl (formats: pretraining text)")
+        require(self.precision in ("fp32", "bf16", "fp16"), f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
+        require(0 <= self.warmup_ratio < 1 and 0 <= self.min_lr_ratio <= 1, "warmup_ratio in [0, 1), min_lr_ratio in [0, 1]")
+        require(self.logging_steps >= 1 and self.keep_checkpoints >= 1, "logging_steps and keep_checkpoints must be >= 1")

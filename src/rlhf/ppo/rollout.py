@@ -1,0 +1,214 @@
+"""Rollout: sample responses with a KV cache, then score them with the policy, the
+reference, the value model and the reward model.
+
+Layout of a batch of episodes (B episodes, P prompt tokens, R = max_new_tokens):
+prompts are left-padded to (B, P) and responses right-padded to (B, R), so the
+concatenation (B, P + R) has every response starting at column P and the logits that
+predict response token t sit at column P - 1 + t. Position ids come from the
+attention mask, so a row's numbers do not depend on how much padding it got.
+
+Sampling draws one uniform number per (episode, token) from a generator seeded by the
+episode's global index, and picks the token by inverse CDF. An episode's response then
+depends on its own prompt and the weights only: the same with 1 or 2 processes, in any
+batch, and after a resume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+from torch import nn
+
+from rlhf.core.generate import left_pad
+from rlhf.core.lm import backbone_and_head
+from rlhf.core.ops import entropy_from_logits, token_logprobs
+from rlhf.core.reward import last_token_index
+
+
+def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that skip left padding. (B, T) -> (B, T)."""
+    return (mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def episode_noise(seed: int, episode_ids: list[int], length: int) -> torch.Tensor:
+    """(B, length) uniforms, row b a function of (seed, episode_ids[b]) only."""
+    rows = [torch.rand(length, generator=torch.Generator().manual_seed(seed * 1_000_000_007 + e)) for e in episode_ids]
+    return torch.stack(rows)  # (B, length)
+
+
+def pick_tokens(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """Sample one token per row by inverse CDF of softmax(logits / temperature), restricted to
+    the top-p nucleus. logits (B, V), u (B,) uniforms in [0, 1) -> (B,) token ids."""
+    probs = (logits.float() / temperature).softmax(-1)  # (B, V)
+    order = None
+    if top_p < 1.0:
+        probs, order = probs.sort(-1, descending=True)
+        probs = probs * ((probs.cumsum(-1) - probs) < top_p)  # keep tokens until the mass reaches top_p
+    cdf = probs.cumsum(-1)  # (B, V)
+    picked = torch.searchsorted(cdf, (u.to(cdf) * cdf[:, -1]).unsqueeze(-1), right=True).clamp(max=cdf.shape[-1] - 1)
+    return (order.gather(-1, picked) if order is not None else picked).squeeze(-1)  # (B,)
+
+
+@torch.no_grad()
+def sample(model, prompts: list[list[int]], noise: torch.Tensor, temperature: float, top_p: float, eos_id: int,
+           pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Sample a response for each prompt with a KV cache: one prefill, then one token a step,
+    stopping at EOS (kept) or after noise.shape[1] tokens.
+
+    Returns prompt_ids, prompt_mask (B, P) and response_ids, response_mask (B, R)."""
+    device = next(model.parameters()).device
+    B, R = noise.shape
+    prompt_ids, prompt_mask = (x.to(device) for x in left_pad(prompts, pad_id))  # (B, P)
+    response_ids = torch.full((B, R), pad_id, dtype=torch.long, device=device)  # (B, R)
+    done = torch.zeros(B, dtype=torch.bool, device=device)  # (B,)
+    mask = prompt_mask
+    positions = positions_from_mask(mask)
+    out = model(input_ids=prompt_ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+    noise = noise.to(device)
+    for t in range(R):
+        token = pick_tokens(out.logits[:, -1], noise[:, t], temperature, top_p)  # (B,)
+        token = torch.where(done, pad_id, token)
+        response_ids[:, t] = token
+        done = done | (token == eos_id)
+        if t == R - 1 or bool(done.all()):
+            break
+        mask = torch.cat([mask, (~done).long().unsqueeze(-1)], -1)  # finished rows attend to nothing new
+        positions = positions[:, -1:] + 1  # (B, 1)
+        out = model(input_ids=token.unsqueeze(-1), attention_mask=mask, position_ids=positions,
+                    past_key_values=out.past_key_values, use_cache=True)
+    return prompt_ids, prompt_mask, response_ids, response_mask_from(response_ids, eos_id, pad_id)
+
+
+def response_mask_from(response_ids: torch.Tensor, eos_id: int, pad_id: int) -> torch.Tensor:
+    """True on tokens up to and including the first EOS. (B, R) -> (B, R) long.
+
+    Built from EOS positions, not from pad ids: a model whose pad token is its EOS still
+    keeps its real EOS (details checklist: pad token is not EOS)."""
+    is_eos = response_ids == eos_id  # (B, R)
+    after_eos = (is_eos.long().cumsum(-1) - is_eos.long()) > 0  # strictly after the first EOS
+    return (~after_eos).long()
+
+
+def response_logits(lm, ids: torch.Tensor, mask: torch.Tensor, prompt_len: int) -> torch.Tensor:
+    """Logits predicting each response token, unembedding only those. (B, P+R) -> (B, R, V)."""
+    body, head = backbone_and_head(lm)
+    hidden = body(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask),
+                  use_cache=False).last_hidden_state  # (B, P+R, H)
+    return head(hidden[:, prompt_len - 1 : -1])  # (B, R, V)
+
+
+def reward_scores(reward_model, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The reward model's score at each episode's last real token, offset removed. (B, T) -> (B,).
+    Position ids skip the left padding, so the score equals that of the unpadded sequence."""
+    values = reward_model.values(ids, mask, positions_from_mask(mask))  # (B, T)
+    return values[torch.arange(ids.shape[0], device=ids.device), last_token_index(mask)]
+
+
+class PolicyAndValue(nn.Module):
+    """The two trained models as one module, so DDP syncs both in one backward. The value model
+    is a separate network (paper: initialised from the reward model), not a head on the policy."""
+
+    def __init__(self, policy, value):
+        super().__init__()
+        self.policy = policy
+        self.value = value
+
+    def forward(self, ids, mask, prompt_len: int, ptx_ids=None, ptx_mask=None):
+        logits = response_logits(self.policy, ids, mask, prompt_len)  # (B, R, V)
+        # V(state before response token t) is read where the logits for token t are.
+        values = self.value.values(ids, mask, positions_from_mask(mask))[:, prompt_len - 1 : -1]  # (B, R)
+        ptx_logits = None
+        if ptx_ids is not None and ptx_ids.shape[0] > 0:
+            ptx_logits = self.policy(input_ids=ptx_ids, attention_mask=ptx_mask, use_cache=False).logits[:, :-1]  # (b, L-1, V)
+        return logits, values, ptx_logits
+
+
+@dataclass
+class Rollout:
+    """One PPO batch of episodes, with everything the update needs."""
+
+    episode_ids: torch.Tensor  # (B,) global episode number (seeds its sampling noise)
+    prompt_ids: torch.Tensor  # (B, P) left-padded
+    prompt_mask: torch.Tensor  # (B, P)
+    response_ids: torch.Tensor  # (B, R) right-padded
+    response_mask: torch.Tensor  # (B, R) True up to and including EOS
+    logprobs: torch.Tensor  # (B, R) policy at rollout, with temperature
+    ref_logprobs: torch.Tensor  # (B, R) reference (SFT) policy, with temperature
+    values: torch.Tensor  # (B, R) value model at rollout
+    scores: torch.Tensor  # (B,) reward model score (no-EOS penalty applied)
+    entropy: torch.Tensor  # (B,) mean per-token entropy of the sampling distribution
+
+    def __len__(self) -> int:
+        return self.episode_ids.shape[0]
+
+    def select(self, idx: list[int] | torch.Tensor) -> "Rollout":
+        idx = torch.as_tensor(idx, dtype=torch.long, device=self.episode_ids.device)
+        return Rollout(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+
+    def trimmed(self) -> "Rollout":
+        """Drop prompt columns that are padding in every row and response columns past every
+        row's end: less compute, and a micro-batch's numbers do not depend on its neighbours."""
+        first = int(self.prompt_mask.any(0).long().argmax())
+        width = int(self.response_mask.any(0).long().sum())
+        out = {}
+        for f in fields(self):
+            x = getattr(self, f.name)
+            out[f.name] = x[:, first:] if f.name.startswith("prompt") else x[:, :width] if x.dim() == 2 else x
+        return Rollout(**out)
+
+
+def gather_rollout(rollout: Rollout, accelerator, pad_id: int) -> Rollout:
+    """Every process gets the whole global batch (in process order), prompts re-padded to the
+    longest anywhere. The update then needs no cross-process statistics: whitening, mini-batch
+    order and early stopping see the same numbers on every process, and with one process."""
+    if accelerator.num_processes == 1:
+        return rollout
+    P = int(accelerator.gather(torch.tensor([rollout.prompt_ids.shape[1]], device=rollout.prompt_ids.device)).max())
+    out = {}
+    for f in fields(rollout):
+        x = getattr(rollout, f.name)
+        if f.name.startswith("prompt") and x.shape[1] < P:
+            fill = 0 if f.name == "prompt_mask" else pad_id
+            x = torch.cat([torch.full((x.shape[0], P - x.shape[1]), fill, dtype=x.dtype, device=x.device), x], 1)
+        out[f.name] = accelerator.gather(x.contiguous())
+    return Rollout(**out)
+
+
+class Reference:
+    """The frozen SFT policy: a copy by default, or with LoRA the policy itself with its adapter
+    disabled (no second copy of the weights)."""
+
+    def __init__(self, model, lora_policy=None):
+        self.model = model if lora_policy is None else lora_policy
+        self._lora = lora_policy is not None
+
+    def context(self):
+        import contextlib
+
+        return self.model.disable_adapter() if self._lora else contextlib.nullcontext()
+
+
+@torch.no_grad()
+def score_episodes(policy, reference, reward_model, value_model, prompt_ids, prompt_mask, response_ids,
+                   response_mask, temperature: float, micro_batch_size: int) -> dict[str, torch.Tensor]:
+    """logprobs, ref_logprobs, values, scores and entropy of sampled episodes, micro-batch by micro-batch.
+    Scores are the reward model's, before any no-EOS penalty."""
+    parts: dict[str, list] = {k: [] for k in ("logprobs", "ref_logprobs", "values", "scores", "entropy")}
+    P = prompt_ids.shape[1]
+    for i in range(0, prompt_ids.shape[0], micro_batch_size):
+        sl = slice(i, i + micro_batch_size)
+        ids = torch.cat([prompt_ids[sl], response_ids[sl]], 1)  # (b, P+R)
+        mask = torch.cat([prompt_mask[sl], response_mask[sl]], 1)  # (b, P+R)
+        rmask = response_mask[sl]
+        logits = response_logits(policy, ids, mask, P)  # (b, R, V)
+        parts["logprobs"].append(token_logprobs(logits, response_ids[sl], temperature))
+        ent = entropy_from_logits(logits.float() / temperature)  # (b, R)
+        parts["entropy"].append((ent * rmask).sum(-1) / rmask.sum(-1).clamp(min=1))
+        del logits
+        with reference.context():
+            parts["ref_logprobs"].append(token_logprobs(response_logits(reference.model, ids, mask, P),
+                                                        response_ids[sl], temperature))
+        parts["values"].append(value_model.values(ids, mask, positions_from_mask(mask))[:, P - 1 : -1])
+        parts["scores"].append(reward_scores(reward_model, ids, mask))
+    return {k: torch.cat(v) for k, v in parts.items()}

@@ -1,0 +1,333 @@
+"""`rlhf ppo`: PPO / PPO-ptx against the reward model (paper section 3.5).
+
+setup -> loop over PPO iterations, each one the algorithm box:
+  1. generate a response to each prompt of the batch (KV cache, temperature, top-p)
+  2. score: reward model, policy and reference log-probs, values
+  3. per-token rewards: -kl_coef * KL on every token, the score on the last
+  4. GAE advantages and returns, advantages whitened
+  5. PPO epochs over shuffled mini-batches (clipped policy and value losses)
+  6.   + ptx_coef * LM loss on pretraining text in every optimizer step (PPO-ptx)
+  7. adapt kl_coef toward the KL target
+-> finish: final/ (the policy, a plain transformers folder) and metrics.json.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from rlhf.config import ConfigError
+from rlhf.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from rlhf.core.models import apply_lora, load_causal_lm, load_tokenizer, set_dropout
+from rlhf.core.ops import token_logprobs
+from rlhf.core.reward import load_reward_model
+from rlhf.core.run import Run, progress
+from rlhf.core.train import check_finite, make_accelerator, make_optimizer, seed_everything
+from rlhf.ppo.config import PPOConfig
+from rlhf.ppo.data import batch_prompt_indices, collate_text, load_pretrain, load_prompts, sequence_item
+from rlhf.ppo.loss import (
+    KLController, explained_variance, gae, kl_rewards, policy_loss, ppo_ptx_objective, ptx_loss, value_loss,
+    whiten_advantages,
+)
+from rlhf.ppo.rollout import PolicyAndValue, Reference, Rollout, episode_noise, gather_rollout, sample, score_episodes
+from rlhf.sft.train import save_final
+
+log = logging.getLogger("rlhf.ppo")
+
+
+def disable_dropout(module: torch.nn.Module) -> None:
+    """Dropout off in every model of the RL loop (details checklist): with it, the same tokens
+    get different log-probs at rollout and in training, and the PPO ratio is noise."""
+    for m in module.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+        for attr in ("attention_dropout", "dropout"):  # functional dropout rates kept on attention modules
+            if isinstance(getattr(m, attr, None), float):
+                setattr(m, attr, 0.0)
+
+
+def load_models(config: PPOConfig, device):
+    """(policy, reference, reward model, value model). Only policy and value are trained."""
+    policy = load_causal_lm(config.policy, dropout=0.0, gradient_checkpointing=config.gradient_checkpointing,
+                            lora=config.lora)
+    if config.lora.enabled:
+        reference = Reference(None, lora_policy=policy)
+    else:
+        ref = load_causal_lm(config.policy, dropout=0.0).to(device).eval().requires_grad_(False)
+        reference = Reference(ref)
+    reward_model = load_reward_model(config.reward_model, device=str(device)).requires_grad_(False)
+    value = load_reward_model(config.value_model or config.reward_model).train()
+    set_dropout(value.body.config, 0.0)
+    disable_dropout(value)
+    if config.gradient_checkpointing:
+        value.body.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if config.lora.enabled:
+        value.body = apply_lora(value.body, config.lora, task_type="FEATURE_EXTRACTION")
+    disable_dropout(policy)
+    return policy, reference, reward_model, value
+
+
+def check_same_tokens(tokenizer, reward_tokenizer, config: PPOConfig) -> None:
+    """The reward model reads the policy's token ids directly, so the vocabularies must match."""
+    if tokenizer.get_vocab() != reward_tokenizer.get_vocab():
+        raise ConfigError(f"the policy ({config.policy}) and reward model ({config.reward_model}) use different "
+                          "tokenizers; train the reward model from the same base as the policy")
+
+
+def micro_batches(config: PPOConfig, rank: int, num_processes: int, mini: list[int]) -> list[list[int]]:
+    """This process's micro-batches (episode indices) of one global mini-batch."""
+    per_proc = len(mini) // num_processes
+    mine = mini[rank * per_proc : (rank + 1) * per_proc]
+    return [mine[i : i + config.micro_batch_size] for i in range(0, len(mine), config.micro_batch_size)]
+
+
+def ptx_chunks(config: PPOConfig, pretrain: list[list[int]], opt_step: int, rank: int, num_processes: int,
+               accum: int) -> tuple[list[list[list[int]]], int]:
+    """This process's pretraining sequences for optimizer step `opt_step`, one chunk per micro-batch,
+    and the target-token count of the whole global ptx batch."""
+    if not pretrain:
+        return [[] for _ in range(accum)], 0
+    start = opt_step * config.ptx_batch_size
+    docs = [pretrain[sequence_item(len(pretrain), config.seed + 1, n)] for n in range(start, start + config.ptx_batch_size)]
+    per_proc = len(docs) // num_processes
+    mine = docs[rank * per_proc : (rank + 1) * per_proc]
+    size = -(-len(mine) // accum)
+    return [mine[i * size : (i + 1) * size] for i in range(accum)], sum(len(d) - 1 for d in docs)
+
+
+def optimizer_step(accelerator, net, optimizer, max_grad_norm: float) -> float:
+    grad_norm = accelerator.clip_grad_norm_(net.parameters(), max_grad_norm if max_grad_norm > 0 else float("inf"))
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(grad_norm)
+
+
+def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
+    # --- setup -------------------------------------------------------------------
+    accelerator = make_accelerator(config)
+    run = Run(out, config, accelerator.is_main_process, resume)
+    out = Path(out)
+    seed_everything(config.seed)
+    device = accelerator.device
+    rank, nproc = accelerator.process_index, accelerator.num_processes
+    if config.batch_size % nproc or config.mini_batch_size % (config.micro_batch_size * nproc) or config.ptx_batch_size % nproc:
+        raise ConfigError(f"batch_size ({config.batch_size}) and ptx_batch_size ({config.ptx_batch_size}) must be multiples "
+                          f"of the process count ({nproc}), and mini_batch_size ({config.mini_batch_size}) of "
+                          f"micro_batch_size x processes ({config.micro_batch_size} x {nproc})")
+    accum = config.mini_batch_size // (config.micro_batch_size * nproc)
+    tokenizer = load_tokenizer(config.policy)
+    policy, reference, reward_model, value = load_models(config, device)
+    check_same_tokens(tokenizer, reward_model.tokenizer, config)
+    prompts = load_prompts(config.prompts_file, tokenizer, config.max_length - config.max_new_tokens, config.skip_bad_records)
+    pretrain = load_pretrain(config.pretrain_file, tokenizer, config.ptx_max_length, config.skip_bad_records) \
+        if config.ptx_coef > 0 else []
+    net = PolicyAndValue(policy, value)
+    optimizer, scheduler = make_optimizer(net, config, config.iterations)  # lr anneals once per PPO iteration
+    net, optimizer = accelerator.prepare(net, optimizer)
+    model = accelerator.unwrap_model(net)
+    kl_ctl = KLController(config.kl_coef, config.kl_target, config.kl_horizon)
+    pad_id, eos_id = tokenizer.pad_token_id, tokenizer.eos_token_id
+    log.info("PPO: %d prompts, %d iterations of %d episodes, %d mini-batches x %d epochs, %d micro-batches of %d "
+             "per optimizer step per process%s", len(prompts.ids), config.iterations, config.batch_size,
+             config.batch_size // config.mini_batch_size, config.ppo_epochs, accum, config.micro_batch_size,
+             f", ptx_coef {config.ptx_coef} on {len(pretrain)} documents" if pretrain else "")
+
+    step, opt_steps, score_history, last_ckpt = 0, 0, [], None
+    if resume and (ckpt := latest_checkpoint(out)) is not None:
+        state = load_checkpoint(ckpt, {"policy": model.policy, "value": model.value},
+                                {"optimizer": optimizer, "scheduler": scheduler}, accelerator)
+        step, opt_steps, score_history, last_ckpt = state["step"], state["opt_steps"], state["scores"], str(ckpt)
+        kl_ctl.load_state_dict(state["kl_ctl"])
+        run.truncate_history(step)
+        truncate_samples(out / "samples.jsonl", step, accelerator.is_main_process)
+        log.info("resumed from %s (iteration %d)", ckpt, step)
+
+    # --- loop --------------------------------------------------------------------
+    bar = progress(config.iterations, "ppo", disable=not accelerator.is_main_process, initial=step)
+    totals = {"episodes": 0, "time": 0.0}
+    while step < config.iterations:
+        t0 = time.time()
+        batch_idx = batch_prompt_indices(len(prompts.ids), config.batch_size, config.seed, step)
+        per_proc = config.batch_size // nproc
+        mine = list(range(rank * per_proc, (rank + 1) * per_proc))
+        episode_ids = [step * config.batch_size + i for i in mine]
+        model.eval()  # sampling uses the KV cache, which gradient checkpointing turns off in train mode
+        # 1. generate
+        with accelerator.autocast():
+            noise = episode_noise(config.seed, episode_ids, config.max_new_tokens)  # (b, R)
+            prompt_ids, prompt_mask, response_ids, response_mask = sample(
+                model.policy, [prompts.ids[batch_idx[i]] for i in mine], noise, config.temperature, config.top_p,
+                eos_id, pad_id)
+        t_gen = time.time()
+        # 2. score: reward model, policy and reference log-probs, values
+        with accelerator.autocast():
+            scored = score_episodes(model.policy, reference, reward_model, model.value, prompt_ids, prompt_mask,
+                                    response_ids, response_mask, config.temperature, config.micro_batch_size)
+        rollout = gather_rollout(Rollout(torch.tensor(episode_ids, device=device), prompt_ids, prompt_mask,
+                                         response_ids, response_mask, **scored), accelerator, pad_id)
+        # 3. per-token rewards: KL penalty on every token, the (penalised) score on the last
+        mask = rollout.response_mask.float()  # (B, R)
+        has_eos = (rollout.response_ids == eos_id).any(-1)  # (B,)
+        scores = rollout.scores - config.no_eos_penalty * (~has_eos).float()  # (B,)
+        rewards, kl = kl_rewards(scores, rollout.logprobs, rollout.ref_logprobs, mask, kl_ctl.value)  # (B, R) each
+        if config.whiten_rewards:
+            rewards = whiten_advantages(rewards, mask)  # details checklist: scale only, zeros stay zeros
+        # 4. GAE, then whitened advantages
+        advantages, returns = gae(rewards, rollout.values, mask, config.gamma, config.gae_lambda)  # (B, R) each
+        advantages = whiten_advantages(advantages, mask)
+        t_score = time.time()
+        # 5-6. PPO epochs over mini-batches, each optimizer step with the ptx term
+        model.train()
+        stats, opt_steps, epochs_done, grad_norm = ppo_update(
+            config, accelerator, net, optimizer, rollout, advantages, returns, pretrain, step, opt_steps, accum,
+            last_ckpt, pad_id)
+        scheduler.step()
+        t_train = time.time()
+        # 7. adapt kl_coef to the KL of this batch (Ziegler et al. 2019)
+        kl_per_episode = kl.sum(-1)  # (B,)
+        metrics = rollout_metrics(rollout, scores, kl_per_episode, kl_ctl.value, mask, has_eos, returns)
+        kl_ctl.update(metrics["objective/kl"], config.batch_size)
+        step += 1
+        bar.update(1)
+
+        score_history.append(metrics["objective/scores"])
+        n_tokens = int(mask.sum())
+        totals["episodes"] += config.batch_size
+        totals["time"] += t_train - t0
+        metrics.update(stats)
+        metrics.update({
+            "objective/kl_coef_next": kl_ctl.value, "ppo/epochs": epochs_done, "train/grad_norm": grad_norm,
+            "train/lr": scheduler.get_last_lr()[0],
+            "ppo/episodes_per_s": config.batch_size / (t_train - t0),
+            "ppo/gen_tokens_per_s": n_tokens / max(t_gen - t0, 1e-9),
+            "time/generation_s": t_gen - t0, "time/scoring_s": t_score - t_gen, "time/training_s": t_train - t_score,
+            "time/generation_frac": (t_gen - t0) / (t_train - t0),
+        })
+        if step % config.logging_steps == 0 or step == config.iterations:
+            run.log(step, metrics)
+            if accelerator.is_main_process:
+                write_samples(out / "samples.jsonl", tokenizer, prompts, batch_idx, rollout, scores, kl_per_episode,
+                              step, config.log_samples)
+            bar.set_postfix(score=f"{metrics['objective/scores']:.3f}", kl=f"{metrics['objective/kl']:.2f}",
+                            ep_s=f"{metrics['ppo/episodes_per_s']:.1f}")
+        if config.save_steps and step % config.save_steps == 0 and step < config.iterations:
+            last_ckpt = str(save_checkpoint(
+                out, step, {"policy": model.policy, "value": model.value}, {"optimizer": optimizer, "scheduler": scheduler},
+                {"opt_steps": opt_steps, "scores": score_history, "kl_ctl": kl_ctl.state_dict()}, accelerator,
+                keep=config.keep_checkpoints))
+    bar.close()
+
+    # --- finish ------------------------------------------------------------------
+    if accelerator.is_main_process:
+        save_final(model.policy, tokenizer, out)
+    accelerator.wait_for_everyone()
+    final = {k: v for h in run.history for k, v in h.items() if k != "step"}  # latest value of each metric
+    tenth = max(1, round(0.1 * len(score_history)))
+    final["ppo/reward_first"] = sum(score_history[:tenth]) / tenth
+    final["ppo/reward_last"] = sum(score_history[-tenth:]) / tenth
+    if totals["time"] > 0:
+        final["ppo/episodes_per_s"] = totals["episodes"] / totals["time"]
+    return run.finish(final)
+
+
+def ppo_update(config, accelerator, net, optimizer, rollout: Rollout, advantages, returns, pretrain, step, opt_steps,
+               accum, last_ckpt, pad_id):
+    """Steps 5-6: `ppo_epochs` passes over shuffled mini-batches; stops early when the approximate KL
+    of a mini-batch passes early_stop_kl. Returns (summed stats, optimizer steps, epochs done, grad norm)."""
+    rank, nproc, device = accelerator.process_index, accelerator.num_processes, accelerator.device
+    sums = torch.zeros(8, dtype=torch.float64, device=device)  # pg, vf, pg_clip, vf_clip, approx_kl, tokens, ptx, ptx_tok
+    B, grad_norm, epochs_done = len(rollout), 0.0, 0.0
+    n_mini = B // config.mini_batch_size
+    for epoch in range(config.ppo_epochs):
+        perm = torch.randperm(B, generator=torch.Generator().manual_seed(config.seed * 7919 + step * 131 + epoch)).tolist()
+        for m in range(n_mini):
+            mini = perm[m * config.mini_batch_size : (m + 1) * config.mini_batch_size]
+            num_tokens = rollout.response_mask[mini].sum().float() / nproc  # DDP averages gradients over processes
+            chunks, ptx_tokens = ptx_chunks(config, pretrain, opt_steps, rank, nproc, accum)
+            mb_sums = torch.zeros_like(sums)
+            micro = micro_batches(config, rank, nproc, mini)
+            for i, idx in enumerate(micro):
+                sync = contextlib.nullcontext() if i == len(micro) - 1 else accelerator.no_sync(net)
+                with sync, accelerator.autocast():
+                    loss, s = micro_loss(config, net, rollout, advantages, returns, idx, num_tokens, chunks[i],
+                                         max(ptx_tokens, 1) / nproc, pad_id, device)
+                check_finite(loss, opt_steps, last_ckpt)
+                accelerator.backward(loss)
+                mb_sums += s
+            grad_norm = optimizer_step(accelerator, net, optimizer, config.max_grad_norm)
+            opt_steps += 1
+            mb_sums = accelerator.reduce(mb_sums, "sum")
+            sums += mb_sums
+            epochs_done += 1 / n_mini
+            if config.early_stop_kl > 0 and float(mb_sums[4] / mb_sums[5].clamp(min=1)) > config.early_stop_kl:
+                break
+        else:
+            continue
+        break  # early stop: leave the remaining epochs too
+    tok = float(sums[5].clamp(min=1))
+    stats = {
+        "ppo/policy/loss": float(sums[0]) / tok, "ppo/value/loss": float(sums[1]) / tok,
+        "ppo/policy/clipfrac": float(sums[2]) / tok, "ppo/value/clipfrac": float(sums[3]) / tok,
+        "ppo/policy/approx_kl": float(sums[4]) / tok,
+    }
+    if pretrain:
+        stats["ppo/ptx/loss"] = float(sums[6]) / float(sums[7].clamp(min=1))
+    return stats, opt_steps, round(epochs_done, 4), grad_norm
+
+
+def micro_loss(config, net, rollout, advantages, returns, idx, num_tokens, ptx_docs, ptx_tokens, pad_id, device):
+    """One forward/backward's loss: PPO on episodes `idx` plus ptx on `ptx_docs`; (loss, stat sums (8,))."""
+    mb = rollout.select(idx).trimmed()
+    P, R = mb.prompt_ids.shape[1], mb.response_ids.shape[1]
+    ids = torch.cat([mb.prompt_ids, mb.response_ids], 1)  # (b, P+R)
+    mask = torch.cat([mb.prompt_mask, mb.response_mask], 1)  # (b, P+R)
+    ptx_ids, ptx_mask = collate_text(ptx_docs, pad_id, device) if ptx_docs else (None, None)
+    logits, new_values, ptx_logits = net(ids, mask, P, ptx_ids, ptx_mask)  # (b, R, V), (b, R), (p, L-1, V)
+    new_logprobs = token_logprobs(logits, mb.response_ids, config.temperature)  # (b, R)
+    rmask = mb.response_mask.float()
+    adv, ret = advantages[idx][:, :R], returns[idx][:, :R]  # (b, R)
+    pg, pg_s = policy_loss(new_logprobs, mb.logprobs, adv, rmask, config.clip_range, num_tokens)
+    vf, vf_s = value_loss(new_values, mb.values, ret, rmask, config.value_clip_range, num_tokens)
+    lm, lm_s = torch.zeros((), device=device), {"loss_sum": torch.zeros(()), "tokens": torch.zeros(())}
+    if ptx_logits is not None:
+        lm, lm_s = ptx_loss(token_logprobs(ptx_logits, ptx_ids[:, 1:]), ptx_mask[:, 1:], ptx_tokens)
+    loss = ppo_ptx_objective(pg, vf, lm, config.vf_coef, config.ptx_coef)
+    s = torch.tensor([pg_s["loss_sum"], vf_s["loss_sum"], pg_s["clipped"], vf_s["clipped"], pg_s["approx_kl"],
+                      pg_s["tokens"], lm_s["loss_sum"], lm_s["tokens"]], dtype=torch.float64, device=device)
+    return loss, s
+
+
+def rollout_metrics(rollout, scores, kl_per_episode, kl_coef, mask, has_eos, returns) -> dict[str, float]:
+    return {
+        "objective/scores": float(rollout.scores.mean()),
+        "objective/rlhf_reward": float((scores - kl_coef * kl_per_episode).mean()),
+        "objective/kl": float(kl_per_episode.mean()),
+        "objective/kl_coef": kl_coef,
+        "objective/entropy": float(rollout.entropy.mean()),
+        "ppo/response_length": float(mask.sum(-1).mean()),
+        "ppo/eos_rate": float(has_eos.float().mean()),
+        "ppo/value/explained_variance": explained_variance(rollout.values, returns, mask),
+    }
+
+
+def write_samples(path: Path, tokenizer, prompts, batch_idx, rollout, scores, kl, step: int, n: int) -> None:
+    """A few decoded episodes with their score and KL (formats: samples, plus step and kl)."""
+    with path.open("a", encoding="utf-8") as f:
+        for b in range(min(n, len(rollout))):
+            record = prompts.records[batch_idx[b]]
+            response = tokenizer.decode(rollout.response_ids[b][rollout.response_mask[b].bool()], skip_special_tokens=True)
+            f.write(json.dumps({"prompt_id": record.get("id"), "prompt": record["prompt"], "model": f"ppo-step-{step}",
+                                "response": response, "reward": round(float(scores[b]), 4),
+                                "kl": round(float(kl[b]), 4), "step": step}, ensure_ascii=False) + "\n")
+
+
+def truncate_samples(path: Path, step: int, is_main: bool) -> None:
+    """On resume, forget samples logged after the checkpoint (those iterations are redone)."""
+    if is_main and path.exists():
+        keep = [l for l in path.read_text().splitlines() if l.strip() and json.loads(l).get("step", 0) <= step]
+        path.write_text("".join(l + "\n" for l in keep))
