@@ -47,7 +47,7 @@ def settings(request: Request, form: FormData = Depends(checked_form), user: Cur
 
 
 def _users(request: Request) -> list[User]:
-    with _db(request).transaction() as s:
+    with _db(request).reading() as s:
         return list(s.scalars(select(User).order_by(User.id)))
 
 
@@ -77,7 +77,7 @@ def set_status(request: Request, user_id: int, form: FormData = Depends(checked_
         raise AuthError(400, f"status: one of {', '.join(STATUSES)}")
     if user_id == user.id and status == "disabled":
         raise AuthError(400, "You cannot disable your own account.")
-    with _db(request).transaction() as s:
+    with _db(request).reading() as s:
         target = s.get(User, user_id)
         if target is None:
             raise AuthError(404, "No such user.")

@@ -51,7 +51,7 @@ def page_user(request: Request, user: CurrentUser = Depends(current_user)) -> Cu
 
 
 def instructions_text(db: Database) -> str:
-    with db.transaction() as s:
+    with db.reading() as s:
         return get_setting(s, "instructions", DEFAULT_INSTRUCTIONS)
 
 

@@ -129,7 +129,7 @@ def current_user(request: Request) -> CurrentUser:
     user_id = request.session.get("user_id")
     if user_id is None:
         raise LoginRequired()
-    with request.app.state.db.transaction() as s:
+    with request.app.state.db.reading() as s:
         user = s.get(User, user_id)
         if user is None or user.status == "disabled":
             request.session.clear()

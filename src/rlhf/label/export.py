@@ -50,7 +50,7 @@ def export_records(
     if kind not in KINDS:
         raise ValueError(f"kind: one of {', '.join(KINDS)}, got {kind!r}")
     check = normalize_demonstration if kind == "demonstrations" else normalize_comparison
-    with db.transaction() as s:
+    with db.reading() as s:
         rows = s.execute(
             select(Item, Answer, Assignment, User.username)
             .join(Assignment, Assignment.item_id == Item.id)

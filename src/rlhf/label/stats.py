@@ -150,7 +150,7 @@ def progress(session) -> dict:
 
 def collect(db: Database) -> dict:
     """Everything `rlhf label stats` and the admin page show."""
-    with db.transaction() as s:
+    with db.reading() as s:
         rows, screening_rows = _answers(s, False), _answers(s, True)
         result = {"overlap": default_overlap(s), "progress": progress(s)}
     result.update(

@@ -130,7 +130,7 @@ def _own_assignment(session, assignment_id: int, user: CurrentUser) -> tuple[Ass
 
 
 def load_task(db: Database, assignment_id: int, user: CurrentUser) -> TaskView:
-    with db.transaction() as s:
+    with db.reading() as s:
         assignment, item = _own_assignment(s, assignment_id, user)
         order = assignment.shown_order or []
         responses = [(i, item.responses[i]) for i in order]
@@ -209,7 +209,7 @@ def submit(db: Database, assignment_id: int, user: CurrentUser, token: str, answ
             return row.id
     except IntegrityError:
         # The other click of a double-click committed first: answer as it did.
-        with db.transaction() as s:
+        with db.reading() as s:
             previous = s.scalar(select(Answer).where(Answer.assignment_id == assignment_id))
             if previous is None:
                 raise TaskError(409, "This form was already used; reload the page.") from None
@@ -238,7 +238,7 @@ def new_form_token() -> str:
 
 def history(db: Database, user: CurrentUser, limit: int = 200) -> list[dict]:
     """The user's own submitted answers, newest first."""
-    with db.transaction() as s:
+    with db.reading() as s:
         rows = s.execute(
             select(Assignment.id, Item.kind, Item.screening, Item.prompt, Answer.submitted_at)
             .join(Item, Item.id == Assignment.item_id)
