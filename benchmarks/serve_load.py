@@ -1,0 +1,109 @@
+"""Throughput and latency of `rlhf serve` under concurrent clients, on loopback.
+
+    python benchmarks/serve_load.py [--model DIR] [--clients 8] [--requests 4] [--max-tokens 32]
+
+Starts the server in this process on 127.0.0.1 (a free port), then N client
+threads each send R completion requests back to back (greedy, fixed max_tokens,
+ignoring EOS is not possible through the API, so tokens are counted from usage).
+Runs once with batching off (max batch size 1) and once with it on, and prints
+completion tokens/s and p50/p95 request latency for each. Without --model a
+random GPT-2-shaped model (4 layers, width 256) is built offline in a temp folder.
+Bounded: N x R requests, each with a 120 s timeout; nothing leaves the machine."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import statistics
+import tempfile
+import threading
+import time
+
+import httpx
+
+
+def start_server(state):
+    import uvicorn
+
+    from rlhf.serve.app import create_app
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(state), log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    return server, thread, f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+
+
+def load(base_url: str, model: str, clients: int, requests: int, max_tokens: int) -> dict:
+    latencies, tokens, errors = [], [], []
+    barrier = threading.Barrier(clients)
+
+    def client(c: int) -> None:
+        with httpx.Client(timeout=120) as http:
+            barrier.wait()
+            for r in range(requests):
+                body = {"model": model, "prompt": f"client {c} request {r}: write a short story about a bear",
+                        "max_tokens": max_tokens, "temperature": 0}
+                t0 = time.perf_counter()
+                resp = http.post(base_url + "/completions", json=body)
+                latencies.append(time.perf_counter() - t0)
+                if resp.status_code != 200:
+                    errors.append(resp.text)
+                    continue
+                tokens.append(resp.json()["usage"]["completion_tokens"])
+
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    p95 = statistics.quantiles(latencies, n=20)[18] if len(latencies) > 1 else latencies[0]
+    return {"requests": len(latencies), "errors": len(errors), "tokens": sum(tokens), "wall_s": wall,
+            "tokens_per_s": sum(tokens) / wall, "p50_s": statistics.median(latencies), "p95_s": p95}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="model folder (default: a random GPT-2-shaped model built offline)")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--requests", type=int, default=4, help="requests per client")
+    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--batch-wait-ms", type=float, default=10.0)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+
+    from rlhf.serve.cli import build_state
+
+    model = args.model
+    if model is None:
+        from rlhf.core.tiny import build_tiny_model
+
+        model = str(build_tiny_model(tempfile.mkdtemp(prefix="serve-bench-"), arch="gpt2", n_layer=4, d_model=256,
+                                     n_head=4))
+    print(f"model {model}: {args.clients} clients x {args.requests} requests, max_tokens {args.max_tokens}")
+    for batch in (1, args.clients):
+        log_dir = tempfile.mkdtemp(prefix="serve-bench-log-")
+        state = build_state(model, model_name="bench", log_prompts=f"{log_dir}/prompts.db", max_batch_size=batch,
+                            batch_wait_ms=args.batch_wait_ms, device=args.device)
+        server, thread, url = start_server(state)
+        try:
+            load(url, "bench", 1, 1, 4)  # warm-up
+            result = load(url, "bench", args.clients, args.requests, args.max_tokens)
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+            state.engine.close()
+        engine = state.engine.stats
+        print(f"max_batch_size={batch:<3} {result['tokens_per_s']:8.1f} tokens/s  p50 {result['p50_s']:.3f} s  "
+              f"p95 {result['p95_s']:.3f} s  ({result['requests']} requests, {result['errors']} errors, "
+              f"{result['tokens']} tokens in {result['wall_s']:.1f} s; {engine['batches']} batches, "
+              f"{engine['rows'] / max(engine['batches'], 1):.1f} rows per batch)")
+
+
+if __name__ == "__main__":
+    main()
