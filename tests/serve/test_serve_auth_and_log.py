@@ -122,3 +122,19 @@ def test_an_acknowledged_request_survives_kill_9(tiny_gpt2, tmp_path):
     rows = conn.execute("SELECT user_id, prompt, status FROM requests").fetchall()
     conn.close()
     assert rows == [("u-9", '"remember me"', "started")]
+
+
+def test_a_client_leaving_mid_stream_stops_decoding_and_is_logged_cancelled(keyed):
+    headers = {"Authorization": "Bearer sk-alice-0000000000"}
+    body = {"model": "tiny", "prompt": "a long one", "max_tokens": 450, "stream": True}
+    with httpx.stream("POST", keyed.base_url + "/completions", json=body, headers=headers, timeout=30) as r:
+        next(r.iter_lines())
+    deadline = time.monotonic() + 10
+    while _rows(keyed)[-1]["status"] == "started" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    row = _rows(keyed)[-1]
+    assert row["status"] == "cancelled" and json.loads(row["prompt"]) == "a long one"
+    tokens = keyed.state.engine.stats["tokens"]
+    time.sleep(0.3)
+    assert keyed.state.engine.stats["tokens"] == tokens  # the engine is no longer decoding it
+    assert len(json.loads(row["response"])[0]) < 450

@@ -27,7 +27,7 @@ CREATE TABLE IF NOT EXISTS requests (
     finish_reasons    TEXT,              -- JSON list, "stop" or "length" per choice
     prompt_tokens     INTEGER,
     completion_tokens INTEGER,
-    status            TEXT NOT NULL      -- "started", then "done" or "failed"
+    status            TEXT NOT NULL      -- "started", then "done", "failed" or "cancelled" (client left)
 );
 CREATE INDEX IF NOT EXISTS requests_user ON requests (user_id);
 """

@@ -205,7 +205,7 @@ class Run:
         self.state, self.prompt_ids, self.params, self.n, self.row_ids = state, prompt_ids, params, n, row_ids
         self.choices = len(prompt_ids) * n
         self.texts = [""] * self.choices
-        self.reasons = ["length"] * self.choices
+        self.reasons: list[str | None] = [None] * self.choices  # set by each Finish
         self.completion_tokens = [0] * self.choices
         self.prompt_tokens = sum(len(ids) for ids in prompt_ids)
 
@@ -214,14 +214,17 @@ class Run:
         jobs = [Job(ids, self.params, self.n, _emitter(loop, inbox, p)) for p, ids in enumerate(self.prompt_ids)]
         for job in jobs:
             self.state.engine.submit(job)
-        remaining, status = self.choices, "failed"
+        remaining, status = self.choices, "cancelled"
         try:
             while remaining:
                 p, event = await inbox.get()
                 if isinstance(event, Failed):
+                    status = "failed"
                     raise APIError(500, event.message, type="server_error")
                 index = p * self.n + event.index
-                if isinstance(event, Finish):
+                if isinstance(event, Delta):
+                    self.texts[index] += event.text
+                elif isinstance(event, Finish):
                     self.texts[index], self.reasons[index] = event.text, event.reason
                     self.completion_tokens[index] = event.completion_tokens
                     remaining -= 1
@@ -230,15 +233,20 @@ class Run:
         finally:
             for job in jobs:  # the client went away, or we are done: stop decoding these rows
                 job.cancelled = True
-            await self._log_finish(status)
+            if status == "done":
+                await asyncio.to_thread(self._log_finish, status)
+            else:
+                # A cancelled task cannot await (every await re-raises the cancellation),
+                # so the partial response is written from a worker thread instead.
+                loop.run_in_executor(None, self._log_finish, status)
 
-    async def _log_finish(self, status: str) -> None:
+    def _log_finish(self, status: str) -> None:
         if self.row_ids is None:
             return
         for p, row_id in enumerate(self.row_ids):
             part = slice(p * self.n, (p + 1) * self.n)
-            await asyncio.to_thread(self.state.request_log.finish, row_id, self.texts[part], self.reasons[part],
-                                    len(self.prompt_ids[p]), sum(self.completion_tokens[part]), status)
+            self.state.request_log.finish(row_id, self.texts[part], self.reasons[part], len(self.prompt_ids[p]),
+                                          sum(self.completion_tokens[part]), status)
 
     def usage(self) -> dict:
         completion = sum(self.completion_tokens)
