@@ -58,3 +58,10 @@ def test_cli_reports_config_errors_without_a_traceback(capsys, tmp_path):
     code = cli_main(["rm", "--out", str(tmp_path / "x"), "model=m", "train_file=t", "epoch=1"])
     assert code == 2
     assert "did you mean 'epochs'" in capsys.readouterr().err
+
+
+def test_exponent_floats_without_a_dot_parse_as_numbers(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: m\ntrain_file: t\nlr: 1e-5\n")
+    assert load_config(SFTConfig, path, []).lr == 1e-5
+    assert load_config(SFTConfig, path, ["lr=3e-4", "batch_size=64"]).lr == 3e-4

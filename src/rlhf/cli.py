@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import textwrap
 
@@ -85,7 +86,7 @@ def run_stage(stage: str, argv: list[str]) -> int:
     except ConfigError as e:
         print(f"rlhf {stage}: {e}", file=sys.stderr)
         return 2
-    if metrics:
+    if metrics and os.environ.get("RANK", "0") == "0":  # one summary, not one per process
         width = max(len(k) for k in metrics)
         for key, value in metrics.items():
             print(f"{key:<{width}}  {value:.6g}" if isinstance(value, float) else f"{key:<{width}}  {value}")

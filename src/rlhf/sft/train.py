@@ -148,11 +148,13 @@ def main(config: SFTConfig, out: str, resume: bool = False) -> dict[str, float]:
 
         if step % config.logging_steps == 0 or step == total_steps:
             elapsed = time.time() - window["time"]
-            seen = int(accelerator.reduce(torch.tensor(window["seen_tokens"], device=accelerator.device), "sum"))
+            summed = accelerator.reduce(torch.tensor([window["loss_sum"], window["tokens"], window["seen_tokens"]],
+                                                     dtype=torch.float64, device=accelerator.device), "sum")
+            loss_sum, tokens, seen = summed.tolist()
             total_seen += seen
             total_time += elapsed
             metrics = {
-                "train/loss": window["loss_sum"] / max(1, window["tokens"]),
+                "train/loss": loss_sum / max(1, tokens),
                 "train/lr": scheduler.get_last_lr()[0],
                 "train/grad_norm": grad_norm,
                 "train/epoch": step / per_epoch,

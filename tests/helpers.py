@@ -1,0 +1,38 @@
+"""Helpers for tests that run stages as a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from safetensors.torch import load_file
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "data" / "sample"
+
+
+def rlhf_cmd(*args: str, processes: int = 1) -> list[str]:
+    if processes == 1:
+        return [sys.executable, "-m", "rlhf", *args]
+    return [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", str(processes),
+            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0", "-m", "rlhf", *args]
+
+
+def env() -> dict:
+    e = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    return e
+
+
+def run_cli(*args: str, processes: int = 1, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(rlhf_cmd(*args, processes=processes), env=env(), capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"rlhf {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def max_weight_diff(a: Path, b: Path) -> float:
+    wa, wb = load_file(str(a)), load_file(str(b))
+    assert wa.keys() == wb.keys()
+    return max((wa[k].float() - wb[k].float()).abs().max().item() for k in wa)

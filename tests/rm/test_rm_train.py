@@ -1,0 +1,42 @@
+"""What reward-model training achieves on a learnable hidden rule, and its one-line loader."""
+
+import json
+
+import pytest
+
+import rlhf
+from rlhf.config import load_config
+from rlhf.rm.config import RMConfig
+from rlhf.rm.train import main as rm_main
+from tests.helpers import SAMPLE
+
+
+def rm_config(model, **over):
+    base = {"model": str(model), "train_file": str(SAMPLE / "comparisons_train.jsonl"),
+            "eval_file": str(SAMPLE / "comparisons_valid.jsonl"), "epochs": 3, "lr": 1e-3, "batch_size": 16,
+            "micro_batch_size": 8, "max_length": 96, "logging_steps": 5,
+            "norm_file": str(SAMPLE / "demonstrations_valid.jsonl")}
+    base.update(over)
+    return load_config(RMConfig, None, [f"{k}={v}" for k, v in base.items()])
+
+
+def test_rm_learns_hidden_rule_and_normalises(tiny_gpt2, tmp_path):
+    metrics = rm_main(rm_config(tiny_gpt2), tmp_path / "rm")
+    assert metrics["rm/eval_accuracy"] > 0.9  # the courtesy rule of scripts/make_sample_data.py
+    assert metrics["rm/comparisons_per_s"] > 0
+    history = [json.loads(l) for l in (tmp_path / "rm" / "log.jsonl").read_text().splitlines()]
+    acc = [h["train/accuracy"] for h in history if "train/accuracy" in h]
+    assert acc[-1] > acc[0]
+    rm = rlhf.load_reward_model(tmp_path / "rm" / "final")
+    demos = [json.loads(l) for l in (SAMPLE / "demonstrations_valid.jsonl").read_text().splitlines()]
+    scores = rm.score([d["prompt"] for d in demos], [d["response"] for d in demos])
+    assert sum(scores) / len(scores) == pytest.approx(0.0, abs=1e-3)  # the reference set scores mean 0
+    polite, rude = rm.score(["Say hello to Ada."] * 2, ["please Hello, Ada! thanks", "ugh Hello, Ada! whatever"])
+    assert polite > rude
+
+
+def test_public_pairwise_file_trains_as_k2(tiny_gpt2, tmp_path):
+    metrics = rm_main(rm_config(tiny_gpt2, train_file=str(SAMPLE / "pairwise.jsonl"), eval_file="", norm_file="",
+                                epochs=1), tmp_path / "pw")
+    assert metrics["train/accuracy"] >= 0.0 and metrics["rm/offset"] == metrics["rm/offset"]
+    assert (tmp_path / "pw" / "final" / "reward_model.json").exists()

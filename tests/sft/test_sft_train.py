@@ -1,0 +1,74 @@
+"""What SFT training achieves, and what must not change it."""
+
+import json
+
+import pytest
+import torch
+
+from rlhf.config import load_config
+from rlhf.core.checkpoint import latest_checkpoint
+from rlhf.core.train import NonFiniteLossError
+from rlhf.sft.config import SFTConfig
+from rlhf.sft.train import main as sft_main
+from tests.helpers import SAMPLE, max_weight_diff
+
+
+def sft_config(model, **over):
+    base = {"model": str(model), "train_file": str(SAMPLE / "demonstrations_train.jsonl"),
+            "eval_file": str(SAMPLE / "demonstrations_valid.jsonl"), "epochs": 2, "lr": 2e-3, "batch_size": 16,
+            "micro_batch_size": 16, "max_length": 96, "logging_steps": 5}
+    base.update(over)
+    return load_config(SFTConfig, None, [f"{k}={v}" for k, v in base.items()])
+
+
+def test_sft_loss_falls_and_run_folder_is_complete(tiny_gpt2, tmp_path):
+    metrics = sft_main(sft_config(tiny_gpt2), tmp_path / "run")
+    history = [json.loads(l) for l in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    train_losses = [h["train/loss"] for h in history if "train/loss" in h]
+    evals = [h["eval/loss"] for h in history if "eval/loss" in h]
+    assert train_losses[-1] < 0.6 * train_losses[0]
+    assert len(evals) == 2 and evals[-1] < evals[0]
+    assert metrics["sft/eval_loss"] == pytest.approx(min(evals))
+    assert metrics["sft/tokens_per_s"] > 0
+    out = tmp_path / "run"
+    for name in ("config.yaml", "metrics.json", "log.jsonl", "logs", "final/model.safetensors", "final/tokenizer.json"):
+        assert (out / name).exists(), name
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(out / "final")  # loads directly with transformers
+
+
+def test_gradient_accumulation_equals_bigger_batch(tiny_gpt2, tmp_path):
+    sft_main(sft_config(tiny_gpt2, epochs=1, micro_batch_size=16, eval_file=""), tmp_path / "big")
+    sft_main(sft_config(tiny_gpt2, epochs=1, micro_batch_size=4, eval_file=""), tmp_path / "acc")
+    assert max_weight_diff(tmp_path / "big/final/model.safetensors", tmp_path / "acc/final/model.safetensors") < 2e-5
+
+
+def test_packing_trains_the_same_examples(tiny_gpt2, tmp_path):
+    packed = sft_main(sft_config(tiny_gpt2, epochs=1, packing=True, eval_file=""), tmp_path / "packed")
+    plain = sft_main(sft_config(tiny_gpt2, epochs=1, eval_file=""), tmp_path / "plain")
+    # Same examples, same per-token loss definition: the weights agree up to float reordering.
+    assert max_weight_diff(tmp_path / "packed/final/model.safetensors", tmp_path / "plain/final/model.safetensors") < 1e-4
+    assert packed["train/loss"] == pytest.approx(plain["train/loss"], rel=1e-3)
+
+
+def test_nan_loss_stops_with_step_and_keeps_last_checkpoint(tiny_gpt2, tmp_path):
+    config = sft_config(tiny_gpt2, lr=1e20, max_grad_norm=0, save_steps=1, eval_file="", warmup_ratio=0)
+    with pytest.raises(NonFiniteLossError, match=r"at optimizer step \d+.*last good checkpoint"):
+        sft_main(config, tmp_path / "nan")
+    ckpt = latest_checkpoint(tmp_path / "nan")
+    assert ckpt is not None
+    from safetensors.torch import load_file
+
+    weights = load_file(str(ckpt / "model.safetensors"))
+    assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_refuses_to_overwrite_a_run_without_resume(tiny_gpt2, tmp_path):
+    from rlhf.config import ConfigError
+
+    sft_main(sft_config(tiny_gpt2, epochs=1, eval_file="", save_steps=5), tmp_path / "r")
+    with pytest.raises(ConfigError, match="--resume"):
+        sft_main(sft_config(tiny_gpt2, epochs=1, eval_file=""), tmp_path / "r")
+    with pytest.raises(ConfigError, match="differs.*lr"):
+        sft_main(sft_config(tiny_gpt2, epochs=1, eval_file="", lr=0.5), tmp_path / "r", resume=True)
