@@ -1,0 +1,135 @@
+"""What PPO training achieves and what must not change: reward rises while the adaptive
+controller holds KL near its target, ptx limits the alignment tax, resume after SIGKILL
+equals an uninterrupted run, and 2 processes equal 1."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rlhf.config import load_config
+from rlhf.ppo.config import PPOConfig
+from rlhf.ppo.train import main
+
+pytestmark = pytest.mark.slow
+VENV_BIN = Path(sys.executable).parent
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def world_args(world: dict, **over) -> list[str]:
+    args = {**world, "batch_size": 16, "mini_batch_size": 8, "micro_batch_size": 4, "max_new_tokens": 6,
+            "ppo_epochs": 2, "lr": 5e-3, "min_lr_ratio": 1.0, "save_steps": 0, "total_episodes": 48, **over}
+    return [f"{k}={v}" for k, v in args.items()]
+
+
+def final_weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "final" / "model.safetensors"))
+
+
+def assert_same_weights(a: Path, b: Path, atol: float) -> None:
+    wa, wb = final_weights(a), final_weights(b)
+    assert wa.keys() == wb.keys()
+    worst = max(float((wa[k] - wb[k]).abs().max()) for k in wa)
+    assert worst <= atol, f"final weights differ by {worst}"
+
+
+def test_ppo_raises_reward_while_kl_tracks_the_target(ppo_world, tmp_path):
+    target = 4.0
+    config = load_config(PPOConfig, None, world_args(
+        ppo_world, total_episodes=192, micro_batch_size=8, max_new_tokens=8, ppo_epochs=4, kl_coef=0.05,
+        kl_target=target, kl_horizon=16))
+    metrics = main(config, str(tmp_path / "run"))
+    history = [json.loads(l) for l in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert metrics["ppo/reward_last"] > metrics["ppo/reward_first"] + 0.25, metrics
+    # The controller lowers beta while KL is under the target and raises it once KL passes it.
+    betas = [h["objective/kl_coef"] for h in history]
+    assert min(betas) < 0.05 and history[-1]["objective/kl_coef_next"] > min(betas)
+    late_kl = sum(h["objective/kl"] for h in history[-4:]) / 4
+    assert target / 2 <= late_kl <= 2 * target, [h["objective/kl"] for h in history]
+    for key in ("objective/kl", "ppo/episodes_per_s", "ppo/policy/clipfrac", "ppo/value/explained_variance",
+                "time/generation_frac", "objective/entropy", "ppo/eos_rate"):
+        assert key in metrics
+    samples = [json.loads(l) for l in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
+    assert {"prompt", "response", "reward", "kl", "step"} <= samples[-1].keys()
+    assert list((tmp_path / "run" / "logs").glob("events.out.tfevents.*"))
+
+
+def pretrain_nll(model_dir: str, pretrain_file: str) -> float:
+    import math
+
+    from rlhf.core.models import load_causal_lm, load_tokenizer
+    from rlhf.eval.run import perplexity
+    from rlhf.ppo.data import load_pretrain
+
+    tok = load_tokenizer(model_dir)
+    docs = load_pretrain(pretrain_file, tok, 64)
+    return math.log(perplexity(load_causal_lm(model_dir).eval(), docs, tok.pad_token_id, 32))
+
+
+def test_ptx_limits_the_rise_of_the_pretraining_loss(ppo_world, tmp_path):
+    start = pretrain_nll(ppo_world["policy"], ppo_world["pretrain_file"])
+    rises = {}
+    for ptx_coef in (0.0, 1.0):
+        config = load_config(PPOConfig, None, world_args(ppo_world, total_episodes=96, ptx_coef=ptx_coef, ptx_batch_size=8))
+        main(config, str(tmp_path / f"ptx{ptx_coef}"))
+        rises[ptx_coef] = pretrain_nll(str(tmp_path / f"ptx{ptx_coef}" / "final"), ppo_world["pretrain_file"]) - start
+    assert rises[0.0] > 0.05, rises  # plain PPO pays an alignment tax on this text ...
+    assert rises[1.0] < rises[0.0] - 0.05, rises  # ... and the ptx term pays less of it
+
+
+def cli(out: Path, args: list[str], resume: bool = False) -> subprocess.Popen:
+    cmd = [str(VENV_BIN / "rlhf"), "ppo", "--out", str(out), *args] + (["--resume"] if resume else [])
+    return subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def test_resume_after_sigkill_equals_an_uninterrupted_run(ppo_world, tmp_path):
+    args = world_args(ppo_world, total_episodes=64, save_steps=1, ptx_coef=0.5, ptx_batch_size=4, pretrain_file=ppo_world["pretrain_file"])
+    whole = cli(tmp_path / "whole", args)
+    killed = cli(tmp_path / "killed", args)
+    deadline = time.time() + 240
+    while not list((tmp_path / "killed" / "checkpoints").glob("step-*/state.json")):
+        assert killed.poll() is None, killed.stderr.read()
+        assert time.time() < deadline
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert not (tmp_path / "killed" / "final").exists(), "the run finished before the kill: make it longer"
+    resumed = cli(tmp_path / "killed", args, resume=True)
+    for proc in (whole, resumed):
+        assert proc.wait(timeout=300) == 0, proc.stderr.read()
+    assert_same_weights(tmp_path / "whole", tmp_path / "killed", atol=0.0)
+    steps = [json.loads(l)["step"] for l in (tmp_path / "killed" / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_equal_one(ppo_world, tmp_path):
+    args = world_args(ppo_world, total_episodes=32, ptx_coef=0.5, ptx_batch_size=4, pretrain_file=ppo_world["pretrain_file"])
+    two = subprocess.Popen(
+        [str(VENV_BIN / "accelerate"), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+         "-m", "rlhf", "ppo", "--out", str(tmp_path / "two"), *args],
+        env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    one = cli(tmp_path / "one", args)
+    for proc in (one, two):
+        assert proc.wait(timeout=300) == 0, proc.stderr.read()[-3000:]
+    assert_same_weights(tmp_path / "one", tmp_path / "two", atol=1e-5)
+    m1 = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    m2 = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    for key in ("objective/scores", "objective/kl", "ppo/policy/loss", "ppo/ptx/loss"):
+        assert m1[key] == pytest.approx(m2[key], rel=1e-4, abs=1e-6), key
