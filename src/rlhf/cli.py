@@ -27,7 +27,7 @@ STAGES = {
 TOOLS = {
     "label": ("rlhf.label.cli", "the human-feedback web app: serve, import, export, stats"),
     "serve": ("rlhf.serve.cli", "serve a model behind an OpenAI-compatible API, logging prompts"),
-    "data": ("rlhf.data.cli", "prepare prompts (dedup, per-user cap, split by user, PII) and sample data"),
+    "data": ("rlhf.data.cli", "prepare prompts as the paper did: dedup by prefix, per-user cap, split by user, PII"),
 }
 
 

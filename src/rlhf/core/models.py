@@ -87,6 +87,15 @@ def set_dropout(config, rate: float | None) -> None:
             setattr(config, key, rate)
 
 
+def enable_checkpointing(model) -> None:
+    """Recompute activations in backward (transformers 5 renamed the switch; older names still work)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
 def load_causal_lm(
     name_or_path: str,
     dtype: str = "float32",
@@ -105,7 +114,7 @@ def load_causal_lm(
         source, config=config, dtype=resolve_dtype(dtype), attn_implementation=attn_implementation
     )
     if gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_checkpointing(model)
         model.config.use_cache = False
     if lora is not None and lora.enabled:
         model = apply_lora(model, lora)

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from rlhf.core.io import atomic_replace_dir, atomic_write_json
-from rlhf.core.models import LoraConfig, apply_lora, model_source, resolve_dtype, set_dropout
+from rlhf.core.models import LoraConfig, apply_lora, enable_checkpointing, model_source, resolve_dtype, set_dropout
 
 FORMAT = "rlhf.reward_model/1"
 
@@ -125,7 +125,7 @@ def reward_model_from_lm(
     set_dropout(config, dropout)
     body = AutoModel.from_pretrained(source, config=config, dtype=resolve_dtype(dtype), attn_implementation="sdpa")
     if gradient_checkpointing:
-        body.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_checkpointing(body)
     if lora is not None and lora.enabled:
         body = apply_lora(body, lora, task_type="FEATURE_EXTRACTION")
     torch.manual_seed(seed)

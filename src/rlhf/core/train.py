@@ -87,8 +87,12 @@ def make_accelerator(config: TrainConfig):
     mixed = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[config.precision]
     if mixed == "fp16" and not torch.cuda.is_available():
         raise ValueError("precision=fp16 needs a GPU; use bf16 on CPU")
-    accelerator = Accelerator(mixed_precision=mixed)
-    return accelerator
+    # AcceleratorState is a process-wide singleton that refuses a second precision; reset
+    # it (not the distributed PartialState) so several stages can run in one process (the demo).
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+    return Accelerator(mixed_precision=mixed)
 
 
 def seed_everything(seed: int) -> None:

@@ -56,9 +56,12 @@ def _iter_txt(path: Path) -> Iterator[tuple[int, Any]]:
 def _iter_parquet(path: Path) -> Iterator[tuple[int, Any]]:
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path)
-    for i, row in enumerate(table.to_pylist(), start=1):
-        yield i, row
+    # Batches keep memory bounded on large files; row numbers stay 1-based over the whole file.
+    i = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
+        for row in batch.to_pylist():
+            i += 1
+            yield i, row
 
 
 def _iter_dataset(source: str, split: str) -> Iterator[tuple[int, Any]]:
