@@ -133,3 +133,25 @@ def test_two_processes_equal_one(ppo_world, tmp_path):
     m2 = json.loads((tmp_path / "two" / "metrics.json").read_text())
     for key in ("objective/scores", "objective/kl", "ppo/policy/loss", "ppo/ptx/loss"):
         assert m1[key] == pytest.approx(m2[key], rel=1e-4, abs=1e-6), key
+
+
+def test_lora_policy_uses_itself_without_the_adapter_as_reference(ppo_world, tmp_path, monkeypatch):
+    from rlhf.core.models import load_causal_lm
+    from rlhf.ppo import train as ppo_train
+
+    loaded = []
+
+    def counting(*args, **kwargs):
+        loaded.append(args[0])
+        return load_causal_lm(*args, **kwargs)
+
+    monkeypatch.setattr(ppo_train, "load_causal_lm", counting)
+    config = load_config(PPOConfig, None, world_args(ppo_world, total_episodes=32, **{"lora.r": 4, "lr": 1e-2}))
+    main(config, str(tmp_path / "lora"))
+    assert loaded == [ppo_world["policy"]]  # one copy of the policy weights: no separate reference
+    history = [json.loads(l) for l in (tmp_path / "lora" / "log.jsonl").read_text().splitlines()]
+    assert abs(history[0]["objective/kl"]) < 1e-4  # LoRA B starts at 0: policy == reference
+    assert history[1]["objective/kl"] != 0.0  # the adapter trained, the reference did not move
+    merged = load_causal_lm(str(tmp_path / "lora" / "final"))  # a plain transformers folder, adapter merged
+    base = load_causal_lm(ppo_world["policy"])
+    assert not all(torch.equal(a, b) for a, b in zip(merged.state_dict().values(), base.state_dict().values()))
