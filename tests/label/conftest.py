@@ -9,7 +9,6 @@ refuses), once per test session; each test gets a fresh database on it.
 from __future__ import annotations
 
 import glob
-import itertools
 import os
 import re
 import shutil
@@ -34,7 +33,6 @@ from rlhf.label.db import Database  # noqa: E402
 
 PASSWORD = "correct horse battery"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-_db_numbers = itertools.count()
 
 
 def free_port() -> int:
@@ -88,20 +86,34 @@ def postgres_server():
         shutil.rmtree(data, ignore_errors=True)
 
 
-def fresh_postgres_db(server_url: str) -> str:
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server) -> str:
+    """One database for the session: CREATE DATABASE copies ~1000 files, so a fresh
+    one per test would cost more than the tests; each test truncates it instead."""
     import psycopg
 
-    name = f"label_test_{os.getpid()}_{next(_db_numbers)}"
-    with psycopg.connect(f"{server_url}/postgres", autocommit=True) as conn:
+    name = f"label_test_{os.getpid()}"
+    with psycopg.connect(f"{postgres_server}/postgres", autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    return f"{server_url}/{name}"
+    return f"{postgres_server}/{name}"
+
+
+def empty_postgres_db(url: str) -> str:
+    """The session's database with every table emptied and ids restarting at 1."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        tables = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'").fetchall()
+        if tables:
+            conn.execute(f"TRUNCATE {', '.join(t for (t,) in tables)} RESTART IDENTITY CASCADE")
+    return url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'labels.db'}"
-    return fresh_postgres_db(request.getfixturevalue("postgres_server"))
+    return empty_postgres_db(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture

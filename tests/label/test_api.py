@@ -107,6 +107,7 @@ def test_demonstration_task_round_trip(db, people, client_for, tmp_path):
     assert done.status_code == 303 and done.headers["location"] == "/next"
     assert "No task for you" in client.get("/next").text
     assert "Write a limerick" in client.get("/history").text
+    assert "You have submitted 1 answer(s)" in client.get("/").text
     assert "There once was a DB..." in client.get(f"/task/{tid}").text  # a submitted task shows its answer
     export = client_for("boss").get("/admin/export?kind=demonstrations")
     record = json.loads(export.text)

@@ -124,7 +124,7 @@ def _add_routes(app: FastAPI, db: Database) -> None:
 
     @app.get("/")
     def home(request: Request, user: CurrentUser = Depends(page_user)):
-        return render(request, "home.html", answered=len(tasks.history(db, user)))
+        return render(request, "home.html", answered=tasks.answered(db, user))
 
     @app.get("/next")
     def next_task(request: Request, kind: str | None = None, user: CurrentUser = Depends(page_user)):

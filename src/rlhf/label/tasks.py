@@ -236,6 +236,15 @@ def new_form_token() -> str:
     return secrets.token_urlsafe(24)
 
 
+def answered(db: Database, user: CurrentUser) -> int:
+    """How many answers the user has submitted."""
+    with db.reading() as s:
+        return s.scalar(
+            select(func.count(Answer.id)).join(Assignment, Assignment.id == Answer.assignment_id)
+            .where(Assignment.user_id == user.id)
+        )
+
+
 def history(db: Database, user: CurrentUser, limit: int = 200) -> list[dict]:
     """The user's own submitted answers, newest first."""
     with db.reading() as s:
