@@ -155,3 +155,24 @@ def test_lora_policy_uses_itself_without_the_adapter_as_reference(ppo_world, tmp
     merged = load_causal_lm(str(tmp_path / "lora" / "final"))  # a plain transformers folder, adapter merged
     base = load_causal_lm(ppo_world["policy"])
     assert not all(torch.equal(a, b) for a, b in zip(merged.state_dict().values(), base.state_dict().values()))
+
+
+def test_early_stop_on_approximate_kl(ppo_world, tmp_path):
+    # The first mini-batch sees the rollout weights (approx KL exactly 0); the second sees the
+    # first step's change, passes the tiny threshold, and ends the batch: 2 of 2 x 4 mini-batches.
+    config = load_config(PPOConfig, None, world_args(ppo_world, total_episodes=32, ppo_epochs=4, early_stop_kl=1e-9))
+    main(config, str(tmp_path / "run"))
+    history = [json.loads(l) for l in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [h["ppo/epochs"] for h in history] == [1.0, 1.0]
+
+
+def test_nan_loss_stops_the_run(ppo_world, tmp_path, monkeypatch):
+    from rlhf.core.train import NonFiniteLossError
+    from rlhf.ppo import train as ppo_train
+
+    real = ppo_train.micro_loss
+    monkeypatch.setattr(ppo_train, "micro_loss", lambda *a, **k: (real(*a, **k)[0] * float("nan"), real(*a, **k)[1]))
+    config = load_config(PPOConfig, None, world_args(ppo_world, total_episodes=16))
+    with pytest.raises(NonFiniteLossError, match="no checkpoint was written yet"):
+        main(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run" / "final").exists()
