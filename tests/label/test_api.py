@@ -267,14 +267,26 @@ def test_candidates_get_screening_admins_see_scores_and_approve(db, people, clie
     assert "more real work" in cat.get(f"/task/{tid}").text
 
 
-def test_disabled_labelers_are_logged_out_and_cannot_log_in(db, people, client_for):
+def test_health_and_static_files_need_no_login(db, client_for):
+    client = client_for()
+    assert client.get("/healthz").text == "ok"
+    script = client.get("/static/rank.js")
+    assert script.status_code == 200 and "ArrowUp" in script.text
+
+
+def test_disabled_labelers_are_logged_out_cannot_log_in_and_free_their_tasks(db, people, client_for, tmp_path):
+    add_prompts(db, tmp_path, ["held by ann"], overlap=1)
     ann, admin = client_for("ann"), client_for("boss")
+    task_id(ann.get("/next", follow_redirects=False))
+    assert "No task for you" in client_for("bob").get("/next").text
     with db.transaction() as s:
         ann_id, boss_id = (s.scalar(select(User.id).where(User.username == n)) for n in ("ann", "boss"))
     token = csrf_of(admin, "/admin/users")
     admin.post(f"/admin/users/{ann_id}/status", data={"status": "disabled", "csrf_token": token})
     assert ann.get("/", follow_redirects=False).status_code == 303
     assert login(client_for(), "ann").status_code == 401
+    bob = client_for("bob")
+    assert "held by ann" in bob.get(f"/task/{task_id(bob.get('/next', follow_redirects=False))}").text
     assert admin.post(f"/admin/users/{boss_id}/status", data={"status": "disabled", "csrf_token": token}).status_code == 400
 
 

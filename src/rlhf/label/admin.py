@@ -11,7 +11,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 from starlette.datastructures import FormData
 
-from rlhf.label import stats
+from rlhf.label import stats, tasks
 from rlhf.label.app import DEFAULT_INSTRUCTIONS, instructions_text, render
 from rlhf.label.auth import AuthError, CurrentUser, checked_form, create_user, require_admin
 from rlhf.label.db import set_setting
@@ -82,6 +82,8 @@ def set_status(request: Request, user_id: int, form: FormData = Depends(checked_
         if target is None:
             raise AuthError(404, "No such user.")
         target.status = status
+        if status != "approved":
+            tasks.release_open(s, target.id)
     return RedirectResponse("/admin/users", status_code=303)
 
 

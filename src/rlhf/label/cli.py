@@ -172,6 +172,7 @@ def cmd_users(db, args) -> int:
     from rlhf.label.auth import create_user
     from rlhf.label.db import set_setting
     from rlhf.label.models import User
+    from rlhf.label.tasks import release_open
 
     if args.command in ("create-user", "add-admin"):
         role = "admin" if args.command == "add-admin" else args.role
@@ -191,7 +192,8 @@ def cmd_users(db, args) -> int:
             if user is None:
                 raise ValueError(f"no user named {args.username!r}")
             user.status = args.status
-        print(f"{args.username}: {args.status}")
+            released = release_open(s, user.id) if args.status != "approved" else 0
+        print(f"{args.username}: {args.status}" + (f" ({released} open task(s) given back)" if released else ""))
     return 0
 
 

@@ -232,6 +232,15 @@ def skip(db: Database, assignment_id: int, user: CurrentUser) -> None:
         assignment.status, assignment.slot = "skipped", None
 
 
+def release_open(session, user_id: int) -> int:
+    """Give back a user's open tasks (when they are disabled or sent back to
+    screening), so their slots do not stay taken forever. Returns how many."""
+    open_rows = session.scalars(select(Assignment).where(Assignment.user_id == user_id, Assignment.status == "open")).all()
+    for assignment in open_rows:
+        assignment.status, assignment.slot = "skipped", None
+    return len(open_rows)
+
+
 def new_form_token() -> str:
     return secrets.token_urlsafe(24)
 
