@@ -101,6 +101,13 @@ def _rows(source: str | Path, split: str) -> Iterator[tuple[int, Any]]:
     return _iter_dataset(str(source), split)
 
 
+def iter_raw(source: str | Path, split: str = "train") -> Iterator[tuple[int, Any]]:
+    """(line or row number, decoded record) before validation; an undecodable JSON line
+    comes as a RecordError in place of the record. For tools that report their own
+    errors by line (the labeling app's importer)."""
+    return _rows(source, split)
+
+
 def iter_records(
     source: str | Path, kind: str, skip_bad_records: bool = False, split: str = "train", stats: dict | None = None
 ) -> Iterator[dict]:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-# rlhf.data reads many formats but its public iterator drops line numbers, which the
-# K check of grouped samples needs; _rows is the same numbered source it uses.
-from rlhf.data.io import _rows
+# The K check of grouped samples needs line numbers before validation: iter_raw gives
+# the same numbered rows that rlhf.data validates.
+from rlhf.data.io import iter_raw
 from rlhf.data.records import NORMALIZERS, FieldError, RecordError
 from rlhf.label.db import Database
 from rlhf.label.models import Item
@@ -44,7 +44,7 @@ def _numbered(path: str | Path, kind: str, skip_bad_records: bool, report: Impor
     if not Path(path).exists():
         raise FileNotFoundError(f"{path}: no such file")
     normalize = NORMALIZERS[kind]
-    for line, raw in _rows(path, "train"):
+    for line, raw in iter_raw(path):
         try:
             if isinstance(raw, RecordError):
                 raise raw
