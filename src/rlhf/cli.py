@@ -66,6 +66,8 @@ def _stage_parser(stage: str) -> argparse.ArgumentParser:
     parser.add_argument("--config", help="YAML file with config values (overridden by key=value)")
     parser.add_argument("--out", required=True, help="run folder: config, metrics, logs and checkpoints go here")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    if stage == "demo":
+        parser.add_argument("--quick", action="store_true", help="one small size, fewer steps, same report (quick=true)")
     parser.add_argument("overrides", nargs="*", help="key=value config overrides")
     return parser
 
@@ -74,6 +76,8 @@ def run_stage(stage: str, argv: list[str]) -> int:
     from rlhf.config import ConfigError, load_config
 
     args = _stage_parser(stage).parse_args(argv)
+    if getattr(args, "quick", False):
+        args.overrides.append("quick=true")
     config_cls = _load(STAGES[stage][0])
     try:
         config = load_config(config_cls, args.config, args.overrides)
