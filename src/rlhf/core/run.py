@@ -110,3 +110,13 @@ def progress(total: int, desc: str, disable: bool = False, initial: int = 0):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, disable=disable, initial=initial, dynamic_ncols=True, smoothing=0.1)
+
+
+def progress_iter(items, desc: str, min_items: int = 2000):
+    """Iterate with a progress bar when there are enough items for it to matter."""
+    from tqdm.auto import tqdm
+
+    import os
+
+    quiet = len(items) < min_items or os.environ.get("RANK", "0") != "0"  # one bar, from the main process
+    return tqdm(items, desc=desc, disable=quiet, dynamic_ncols=True, leave=False)

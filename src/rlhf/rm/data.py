@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
+from rlhf.core.run import progress_iter
 from rlhf.core.tokens import TruncationCounter, encode_pair
 from rlhf.data import read_records
 from rlhf.data.rankings import ranking_pairs
@@ -39,7 +41,7 @@ def load_rankings(path: str, tokenizer, max_length: int, skip_bad_records: bool)
     records = read_records(path, "comparison", skip_bad_records=skip_bad_records)
     counter = TruncationCounter(path)
     rankings, all_tied = [], 0
-    for record in records:
+    for record in progress_iter(records, f"tokenizing {Path(path).name}"):
         ranking = encode_ranking(record, tokenizer, max_length, counter)
         if ranking is None:
             continue

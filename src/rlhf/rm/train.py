@@ -16,7 +16,7 @@ import torch
 
 from rlhf.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from rlhf.core.reward import RewardModel, reward_model_from_lm
-from rlhf.core.run import Run, progress
+from rlhf.core.run import Run, progress, progress_iter
 from rlhf.core.train import (
     accumulation_steps, check_finite, clip_and_step, epoch_order, make_accelerator, make_optimizer,
     plan_steps, seed_everything, step_indices,
@@ -55,7 +55,8 @@ def evaluate(net, rankings: list[Ranking], config: RMConfig, accelerator, pad_id
     net.eval()
     total = _zero_stats(accelerator.device)
     chunks = [rankings[i : i + config.micro_batch_size] for i in range(0, len(rankings), config.micro_batch_size)]
-    for chunk in chunks[accelerator.process_index :: accelerator.num_processes]:
+    mine = chunks[accelerator.process_index :: accelerator.num_processes]
+    for chunk in progress_iter(mine, "eval", min_items=50):
         batch = {k: v.to(accelerator.device) for k, v in collate_rankings(chunk, pad_id).items()}
         with accelerator.autocast():
             _, stats = forward_loss(net, batch, 1)

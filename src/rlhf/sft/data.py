@@ -7,9 +7,11 @@ A row's `select` marks positions t whose next token t+1 is a response token
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
+from rlhf.core.run import progress_iter
 from rlhf.core.tokens import TruncationCounter, encode_pair
 from rlhf.data import read_records
 
@@ -31,7 +33,7 @@ def load_examples(path: str, tokenizer, max_length: int, skip_bad_records: bool)
     records = read_records(path, "demonstration", skip_bad_records=skip_bad_records)
     counter = TruncationCounter(path)
     examples = []
-    for r in records:
+    for r in progress_iter(records, f"tokenizing {Path(path).name}"):
         pair = encode_pair(tokenizer, r["prompt"], r["response"], max_length, counter)
         if pair is not None:
             examples.append(Example(*pair))

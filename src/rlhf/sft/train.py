@@ -18,7 +18,7 @@ from rlhf.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkp
 from rlhf.core.io import atomic_replace_dir
 from rlhf.core.lm import ResponseLM
 from rlhf.core.models import load_causal_lm, load_tokenizer, unwrap_for_save
-from rlhf.core.run import Run, progress
+from rlhf.core.run import Run, progress, progress_iter
 from rlhf.core.train import (
     accumulation_steps, check_finite, clip_and_step, epoch_order, make_accelerator, make_optimizer,
     plan_steps, seed_everything, step_indices,
@@ -47,7 +47,8 @@ def evaluate_loss(net, examples: list[Example], config: SFTConfig, accelerator, 
     net.eval()
     total = torch.zeros(2, device=accelerator.device)  # (loss_sum, tokens)
     chunks = [examples[i : i + config.micro_batch_size] for i in range(0, len(examples), config.micro_batch_size)]
-    for chunk in chunks[accelerator.process_index :: accelerator.num_processes]:
+    mine = chunks[accelerator.process_index :: accelerator.num_processes]
+    for chunk in progress_iter(mine, "eval", min_items=50):
         batch = {k: v.to(accelerator.device) for k, v in collate(config, chunk, pad_id).items()}
         with accelerator.autocast():
             _, stats = forward_loss(net, batch, 1)
