@@ -44,10 +44,17 @@ def ppo_run(setup: dict, out: Path, iterations: int, epochs: int, precision: str
     from rlhf.ppo.config import PPOConfig
     from rlhf.ppo.train import main
 
-    overrides = {**setup, "total_episodes": 16 * iterations, "batch_size": 16, "mini_batch_size": 16,
-                 "micro_batch_size": 16, "ppo_epochs": epochs, "max_new_tokens": 32, "max_length": 128,
-                 "lr": 1e-5, "save_steps": 0, "precision": precision, "log_samples": 0}
-    main(load_config(PPOConfig, None, [f"{k}={v}" for k, v in overrides.items()]), str(out))
+    def run(n: int, where: Path) -> float:
+        overrides = {**setup, "total_episodes": 16 * n, "batch_size": 16, "mini_batch_size": 16,
+                     "micro_batch_size": 16, "ppo_epochs": epochs, "max_new_tokens": 32, "max_length": 128,
+                     "lr": 1e-5, "save_steps": 0, "precision": precision, "log_samples": 0}
+        start = time.process_time()
+        main(load_config(PPOConfig, None, [f"{k}={v}" for k, v in overrides.items()]), str(where))
+        return time.process_time() - start
+
+    # CPU seconds of the extra iterations (a run of n+1 minus a run of 1): on a shared machine this
+    # moves much less with other people's load than wall-clock time does.
+    cpu_per_iteration = (run(iterations + 1, out) - run(1, out.with_name("warmup"))) / iterations
     rows = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines()][1:]  # first iteration warms up
     mean = lambda key: sum(r[key] for r in rows) / len(rows)  # noqa: E731
     total = mean("time/generation_s") + mean("time/scoring_s") + mean("time/training_s")
@@ -59,6 +66,7 @@ def ppo_run(setup: dict, out: Path, iterations: int, epochs: int, precision: str
         "split/generation": mean("time/generation_s") / total,
         "split/scoring": mean("time/scoring_s") / total,
         "split/training": mean("time/training_s") / total,
+        "ppo/episodes_per_cpu_s": 16 / cpu_per_iteration,
     }
 
 
@@ -88,10 +96,11 @@ def generate_baselines(setup: dict, repeats: int, precision: str) -> dict:
     }.items():
         with autocast:
             fn()  # warm-up
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             for _ in range(repeats):
                 fn()
         out[name] = 16 * 32 * repeats / (time.perf_counter() - start)
+        out[name.replace("_per_s", "_per_cpu_s")] = 16 * 32 * repeats / (time.process_time() - cpu)
     return out
 
 
@@ -110,7 +119,8 @@ def main() -> None:
         results = {"threads": torch.get_num_threads(), "precision": args.precision, "ppo_epochs": args.epochs}
         results.update(ppo_run(setup, Path(tmp) / "run", args.iterations, args.epochs, args.precision))
         results.update(generate_baselines(setup, args.repeats, args.precision))
-    results["generate/ppo_vs_hf"] = results["ppo/gen_tokens_per_s"] / results["generate/hf_tokens_per_s"]
+    results["generate/sampler_vs_hf_cpu"] = (results["generate/ppo_sampler_tokens_per_cpu_s"]
+                                             / results["generate/hf_tokens_per_cpu_s"])
     width = max(map(len, results))
     for key, value in results.items():
         print(f"{key:<{width}}  {value:.4g}" if isinstance(value, float) else f"{key:<{width}}  {value}")

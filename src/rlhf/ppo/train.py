@@ -293,13 +293,14 @@ def micro_loss(config, net, rollout, advantages, returns, idx, num_tokens, ptx_d
     adv, ret = advantages[idx][:, :R], returns[idx][:, :R]  # (b, R)
     pg, pg_s = policy_loss(new_logprobs, mb.logprobs, adv, rmask, config.clip_range, num_tokens)
     vf, vf_s = value_loss(new_values, mb.values, ret, rmask, config.value_clip_range, num_tokens)
-    lm, lm_s = torch.zeros((), device=device), {"loss_sum": torch.zeros(()), "tokens": torch.zeros(())}
+    zero = torch.zeros((), device=device)
+    lm, lm_s = zero, {"loss_sum": zero, "tokens": zero}
     if ptx_logits is not None:
         lm, lm_s = ptx_loss(token_logprobs(ptx_logits, ptx_ids[:, 1:]), ptx_mask[:, 1:], ptx_tokens)
     loss = ppo_ptx_objective(pg, vf, lm, config.vf_coef, config.ptx_coef)
-    s = torch.tensor([pg_s["loss_sum"], vf_s["loss_sum"], pg_s["clipped"], vf_s["clipped"], pg_s["approx_kl"],
-                      pg_s["tokens"], lm_s["loss_sum"], lm_s["tokens"]], dtype=torch.float64, device=device)
-    return loss, s
+    parts = [pg_s["loss_sum"], vf_s["loss_sum"], pg_s["clipped"], vf_s["clipped"], pg_s["approx_kl"], pg_s["tokens"],
+             lm_s["loss_sum"], lm_s["tokens"]]
+    return loss, torch.stack([x.detach().to(torch.float64) for x in parts])  # (8,) stat sums, no host sync
 
 
 def rollout_metrics(rollout, scores, kl_per_episode, kl_coef, mask, has_eos, returns) -> dict[str, float]:
