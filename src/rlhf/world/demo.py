@@ -1,0 +1,306 @@
+"""`rlhf demo`: the whole InstructGPT loop on the embedded world, then the paper's results.
+
+1. data: the world's files in Table 6 ratios (`rlhf.world.datasets`)
+2. base models: `rlhf pretrain` at each size (reused from the cache)
+3. SFT at each size on the labelers' demonstrations (`rlhf sft`)
+4. comparisons: K responses per prompt (SFT samples and mixed-quality samples) ranked by
+   the training labelers; one reward model for every size, as the paper used one 6B RM (`rlhf rm`)
+5. PPO and PPO-ptx at each size against that reward model (`rlhf ppo`)
+6. evaluation with the held-out labelers and the gold standard (`rlhf.world.evaluate`)
+-> report.md with PNG plots, metrics.json (docs/demo.md explains how to read them)
+
+Each stage runs in its own folder under --out/runs with the stage's own config; with
+--resume a stage whose folder holds finished results for the same config is not run again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from rlhf.config import require, to_dict
+from rlhf.core.io import atomic_write_jsonl
+from rlhf.core.run import Run
+from rlhf.world.pretrain import SIZES, PretrainConfig, pretrained_models
+
+log = logging.getLogger("rlhf.demo")
+MODELS = ("gpt", "gpt_prompted", "sft", "ppo", "ppo_ptx")
+
+
+@dataclass
+class DemoConfig:
+    """Pretrain, SFT, RM, PPO and PPO-ptx on the embedded world at three sizes, then evaluate every
+    model with held-out labelers against the largest SFT model (the paper's Figure 1)."""
+
+    seed: int = 0
+    """World seed (facts, users, labelers) and the seed of every stage."""
+    quick: bool = False
+    """One small size, fewer steps and prompts: the same report in ~3 minutes (a smoke test, not the result)."""
+    sizes: list[str] = field(default_factory=lambda: ["small", "medium", "large"])
+    """Model sizes to run, smallest first (quick: small only)."""
+    threads: int = 1
+    """torch intra-op threads; 0 keeps torch's default. One thread: tiny models gain little from a second, and
+    on a busy machine two spinning OpenMP threads were measured 14x slower per step than one."""
+    cache: str = ""
+    """Folder of cached base models (see `rlhf pretrain`); empty: $RLHF_CACHE or ~/.cache/rlhf."""
+    pretrain_steps: int = 200
+    """Pretraining steps per size; the models are cached, so only the first run pays (quick shares the small one)."""
+    data_scale: float = 0.025
+    """Dataset size as a fraction of the paper's Table 6 (0.025 = ~320 SFT, ~830 RM, ~780 PPO prompts)."""
+    eval_prompts: int = 200
+    """Held-out customer prompts for the win rates and flags (quick: 100)."""
+    sft_epochs: float = 8.0
+    """SFT passes over the demonstrations (the paper: 16)."""
+    sft_lr: float = 1e-3
+    """SFT peak learning rate."""
+    rm_size: str = "medium"
+    """Size of the SFT model the single reward model starts from (the paper: 6B for every policy size)."""
+    rm_policy_samples: int = 2
+    """Responses per comparison sampled from the SFT models (one size per prompt in turn)."""
+    rm_world_samples: int = 2
+    """Responses per comparison of mixed quality written by the world (like samples of other models)."""
+    rm_epochs: float = 2.0
+    """Reward-model passes over the comparisons (the paper: 1)."""
+    rm_lr: float = 5e-4
+    """Reward-model peak learning rate."""
+    ppo_episodes: int = 1024
+    """PPO episodes per run (quick: 256)."""
+    ppo_lr: float = 3e-4
+    """PPO peak learning rate of policy and value model."""
+    kl_coef: float = 0.02
+    """beta, the per-token KL penalty toward the SFT model (the paper: 0.02)."""
+    ptx_coef: float = 1.0
+    """gamma of PPO-ptx, weight of the pretraining loss (per token; the paper's 27.8 is on its own scale)."""
+    max_new_tokens: int = 32
+    """Response length cap for sampling, PPO and evaluation (demonstrations average ~9 tokens)."""
+    temperature: float = 1.0
+    """Sampling temperature for comparisons, PPO and evaluation."""
+
+    def validate(self) -> None:
+        unknown = [s for s in self.sizes if s not in SIZES]
+        require(bool(self.sizes) and not unknown, f"sizes must be some of {list(SIZES)}, got {self.sizes}")
+        require(self.rm_size in SIZES, f"rm_size must be one of {list(SIZES)}")
+        require(self.threads >= 0, "threads must be >= 0")
+        require(0 < self.data_scale <= 1, "data_scale must be in (0, 1]")
+        require(self.eval_prompts >= 20, "eval_prompts must be >= 20: intervals need prompts")
+        require(self.rm_policy_samples + self.rm_world_samples >= 2, "comparisons need K >= 2 responses")
+        require(self.ppo_episodes >= 64, "ppo_episodes must be >= 64 (one PPO batch)")
+        require(self.temperature > 0 and self.max_new_tokens >= 4, "temperature > 0 and max_new_tokens >= 4")
+
+    @property
+    def run_sizes(self) -> list[str]:
+        order = list(SIZES)
+        return ["small"] if self.quick else sorted(self.sizes, key=order.index)
+
+    @property
+    def reward_size(self) -> str:
+        return self.rm_size if self.rm_size in self.run_sizes else self.run_sizes[-1]
+
+    @property
+    def num_eval_prompts(self) -> int:
+        return min(self.eval_prompts, 100) if self.quick else self.eval_prompts
+
+    @property
+    def num_ppo_episodes(self) -> int:
+        return min(self.ppo_episodes, 256) if self.quick else self.ppo_episodes
+
+    def pretrain_config(self) -> PretrainConfig:
+        return PretrainConfig(seed=self.seed, sizes=self.run_sizes, cache=self.cache, steps=self.pretrain_steps,
+                              threads=self.threads)
+
+
+# -- stages ----------------------------------------------------------------------------------
+def run_stage(name: str, main_fn, config, folder: Path, resume: bool) -> dict:
+    """Run one stage in `folder`, or reuse its finished results when resuming with the same config."""
+    saved, metrics_file = folder / "config.yaml", folder / "metrics.json"
+    if resume and saved.exists() and metrics_file.exists():
+        import yaml
+
+        if yaml.safe_load(saved.read_text()) == to_dict(config):
+            log.info("%s: reusing the finished run in %s", name, folder)
+            return json.loads(metrics_file.read_text())
+    if folder.exists():
+        import shutil
+
+        shutil.rmtree(folder)  # a stale or half-finished stage: start it clean
+    log.info("%s: running in %s", name, folder)
+    return main_fn(config, str(folder))
+
+
+def run_sft(config: DemoConfig, size: str, base: str, data: Path, runs: Path, resume: bool) -> dict:
+    from rlhf.sft.config import SFTConfig
+    from rlhf.sft.train import main
+
+    sft = SFTConfig(model=base, train_file=str(data / "sft_train.jsonl"), eval_file=str(data / "sft_valid.jsonl"),
+                    epochs=config.sft_epochs, lr=config.sft_lr, batch_size=16, micro_batch_size=16, max_length=256,
+                    warmup_ratio=0.05, min_lr_ratio=0.1, weight_decay=0.1, seed=config.seed, logging_steps=20)
+    sft.validate()
+    return run_stage(f"sft {size}", main, sft, runs / f"sft-{size}", resume)
+
+
+def run_rm(config: DemoConfig, sft_model: str, data: Path, runs: Path, resume: bool) -> dict:
+    from rlhf.rm.config import RMConfig
+    from rlhf.rm.train import main
+
+    rm = RMConfig(model=sft_model, train_file=str(data / "comparisons_train.jsonl"),
+                  eval_file=str(data / "comparisons_valid.jsonl"), norm_file=str(data / "sft_train.jsonl"),
+                  epochs=config.rm_epochs, lr=config.rm_lr, batch_size=16, micro_batch_size=16, max_length=256,
+                  warmup_ratio=0.05, weight_decay=0.0, seed=config.seed, logging_steps=10)
+    rm.validate()
+    return run_stage("rm", main, rm, runs / "rm", resume)
+
+
+def run_ppo(config: DemoConfig, size: str, ptx: bool, data: Path, runs: Path, resume: bool) -> dict:
+    from rlhf.ppo.config import PPOConfig
+    from rlhf.ppo.train import main
+
+    ppo = PPOConfig(policy=str(runs / f"sft-{size}" / "final"), reward_model=str(runs / "rm" / "final"),
+                    prompts_file=str(data / "ppo_train_prompts.jsonl"),
+                    pretrain_file=str(data / "pretrain.jsonl") if ptx else "",
+                    total_episodes=config.num_ppo_episodes, batch_size=64, mini_batch_size=16, micro_batch_size=16,
+                    ppo_epochs=4, lr=config.ppo_lr, max_new_tokens=config.max_new_tokens, max_length=256,
+                    temperature=config.temperature, kl_coef=config.kl_coef, ptx_coef=config.ptx_coef if ptx else 0.0,
+                    ptx_batch_size=16, ptx_max_length=128, seed=config.seed, log_samples=64, save_steps=0)
+    ppo.validate()
+    name = "ppo_ptx" if ptx else "ppo"
+    return run_stage(f"{name} {size}", main, ppo, runs / f"{name}-{size}", resume)
+
+
+# -- data ------------------------------------------------------------------------------------
+def prepare_data(world, data: Path, config: DemoConfig) -> dict[str, list[dict]]:
+    """The world's files, plus the demo's own prompt sets: RM validation prompts (ranked by training
+    and by held-out labelers) and the truthfulness / harmful-request sets of section 6."""
+    from rlhf.world.datasets import build_datasets, build_prompt_sets
+
+    build_datasets(world, data, scale=config.data_scale, n_eval=config.eval_prompts)
+    sets = build_prompt_sets(world, config.data_scale, config.eval_prompts)
+    used = {p["prompt"] for records in sets.values() for p in records}
+    special = world.prompts(3000, split="test", stream="demo-special", exclude=used)
+    sets["truth"] = [p for p in special if p["task"]["type"] == "false_premise"][:60]
+    sets["harmful"] = [p for p in special if p["task"]["type"] == "decline"][:60]
+    used |= {p["prompt"] for p in special}
+    sets["rm_heldout"] = world.prompts(300 if not config.quick else 100, split="valid", stream="demo-rm-heldout",
+                                       exclude=used)
+    sets["eval"] = sets["eval"][: config.num_eval_prompts]
+    return sets
+
+
+def load_lm(path: str):
+    from rlhf.core.models import load_causal_lm, load_tokenizer
+
+    return load_causal_lm(path, dropout=0.0).eval(), load_tokenizer(path)
+
+
+def candidate_responses(world, records: list[dict], sft_paths: dict[str, str], config: DemoConfig,
+                        nonce: int) -> list[list[str]]:
+    """K responses per prompt: rm_policy_samples from the SFT models (each prompt's size in turn,
+    as the paper sampled from several models) and rm_world_samples of mixed quality."""
+    from rlhf.world.evaluate import sample_texts
+
+    sizes = list(sft_paths)
+    out: list[list[str]] = [[] for _ in records]
+    for s, size in enumerate(sizes):
+        mine = [i for i in range(len(records)) if i % len(sizes) == s]
+        if not mine:
+            continue
+        model, tok = load_lm(sft_paths[size])
+        for k in range(config.rm_policy_samples):
+            texts = sample_texts(model, tok, [records[i]["prompt"] for i in mine], config.max_new_tokens,
+                                 config.temperature, seed=config.seed * 1000 + nonce * 100 + k)
+            for i, t in zip(mine, texts):
+                out[i].append(t)
+    for i, r in enumerate(records):
+        out[i] += world.sample_responses(r, config.rm_world_samples, nonce=nonce)
+    return out
+
+
+def build_comparisons(world, sets: dict, sft_paths: dict[str, str], data: Path, config: DemoConfig) -> dict:
+    """comparisons_{train,valid}.jsonl ranked by training labelers; the held-out set ranked twice."""
+    out = {}
+    for name, nonce in (("rm_train", 1), ("rm_valid", 2), ("rm_heldout", 3)):
+        responses = candidate_responses(world, sets[name], sft_paths, config, nonce)
+        out[name] = world.comparisons(sets[name], responses)
+        if name == "rm_heldout":
+            out["rm_heldout_by_heldout"] = world.comparisons(sets[name], responses, heldout=True)
+    atomic_write_jsonl(data / "comparisons_train.jsonl", out["rm_train"])
+    atomic_write_jsonl(data / "comparisons_valid.jsonl", out["rm_valid"])
+    atomic_write_jsonl(data / "comparisons_heldout_train_labelers.jsonl", out["rm_heldout"])
+    atomic_write_jsonl(data / "comparisons_heldout_heldout_labelers.jsonl", out["rm_heldout_by_heldout"])
+    return out
+
+
+# -- main ------------------------------------------------------------------------------------
+def main(config: DemoConfig, out: str, resume: bool = False) -> dict:
+    from rlhf.world import World
+    from rlhf.world.evaluate import rm_accuracy
+    from rlhf.world.measure import evaluate_models
+    from rlhf.world.report import write_report
+
+    start = time.time()
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    run = Run(out, config, True, resume=False)
+    out_dir, timings = Path(out), {}
+    data, runs = out_dir / "data", out_dir / "runs"
+    world = World(config.seed)
+    sizes = config.run_sizes
+
+    def lap(name: str, t0: float) -> None:
+        timings[f"time/{name}_s"] = round(time.time() - t0, 1)
+        log.info("demo: %s done in %.0f s (%.0f s so far)", name, time.time() - t0, time.time() - start)
+
+    t = time.time()
+    sets = prepare_data(world, data, config)
+    lap("data", t)
+    t = time.time()
+    bases = pretrained_models(config.pretrain_config())
+    lap("pretrain", t)
+    t = time.time()
+    sft_metrics = {s: run_sft(config, s, bases[s]["path"], data, runs, resume) for s in sizes}
+    sft_paths = {s: str(runs / f"sft-{s}" / "final") for s in sizes}
+    lap("sft", t)
+    t = time.time()
+    comparisons = build_comparisons(world, sets, sft_paths, data, config)
+    rm_metrics = run_rm(config, sft_paths[config.reward_size], data, runs, resume)
+    lap("rm", t)
+    t = time.time()
+    ppo_metrics = {(name, s): run_ppo(config, s, name == "ppo_ptx", data, runs, resume)
+                   for s in sizes for name in ("ppo", "ppo_ptx")}
+    lap("ppo", t)
+
+    t = time.time()
+    from rlhf.core.reward import load_reward_model
+
+    rm = load_reward_model(runs / "rm" / "final")
+    metrics: dict = {
+        "rm/accuracy_train_labelers": rm_accuracy(rm, comparisons["rm_heldout"], 256),
+        "rm/accuracy_heldout_labelers": rm_accuracy(rm, comparisons["rm_heldout_by_heldout"], 256),
+        "rm/accuracy_valid": rm_metrics.get("rm/eval_accuracy", float("nan")),
+        "labelers/agreement": world.agreement(),
+    }
+    paths = {("gpt", s): bases[s]["path"] for s in sizes}
+    paths.update({("gpt_prompted", s): bases[s]["path"] for s in sizes})
+    paths.update({("sft", s): sft_paths[s] for s in sizes})
+    paths.update({(name, s): str(runs / f"{name}-{s}" / "final") for s in sizes for name in ("ppo", "ppo_ptx")})
+    details = evaluate_models(world, sets, paths, data, runs, config, metrics)
+    lap("eval", t)
+
+    for s in sizes:
+        metrics[f"params/{s}"] = bases[s]["params"]
+        metrics[f"sft/eval_loss_{s}"] = sft_metrics[s].get("sft/eval_loss", float("nan"))
+        for name in ("ppo", "ppo_ptx"):
+            m = ppo_metrics[(name, s)]
+            metrics[f"{name}/reward_first_{s}"] = m.get("ppo/reward_first", float("nan"))
+            metrics[f"{name}/reward_last_{s}"] = m.get("ppo/reward_last", float("nan"))
+            metrics[f"{name}/kl_{s}"] = m.get("objective/kl", float("nan"))
+    metrics.update(timings)
+    metrics["time/total_s"] = round(time.time() - start, 1)
+    write_report(out_dir, config, metrics, details, bases)
+    log.info("demo: report in %s (%.0f s)", out_dir / "report.md", metrics["time/total_s"])
+    summary = run.finish(metrics)
+    return {k: v for k, v in summary.items() if k.startswith(("winrate/", "head2head/", "rm/", "time/total"))}

@@ -1,0 +1,246 @@
+"""report.md and its PNG plots for `rlhf demo`: the paper's results section in miniature.
+
+The checks at the top are computed from metrics.json, never written by hand: a result
+that did not come out is reported as such, with its numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+from pathlib import Path
+
+from rlhf.world.demo import MODELS
+from rlhf.world.evaluate import FLAGS
+
+HEADLINE_MODELS = ("gpt", "gpt_prompted")
+RM_GAP_POINTS = 4.0  # "within a few points": the paper's gap was 2.8 (72.4% vs 69.6%)
+COLORS = {"gpt": "#999999", "gpt_prompted": "#555555", "sft": "#4c72b0", "ppo": "#dd8452", "ppo_ptx": "#c44e52"}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on servers and in tests
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _f(x: float, digits: int = 3) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def interval(metrics: dict, section: str, key: str) -> str:
+    m = metrics.get(f"{section}/{key}", float("nan"))
+    lo, hi = metrics.get(f"{section}_low/{key}", float("nan")), metrics.get(f"{section}_high/{key}", float("nan"))
+    return f"{_f(m)} [{_f(lo)}, {_f(hi)}]"
+
+
+# -- checks ----------------------------------------------------------------------------------
+def checks(metrics: dict, sizes: list[str]) -> list[tuple[str, bool, str]]:
+    """(claim, came out, the numbers) for each result the issue asks the demo to show."""
+    small, largest = sizes[0], sizes[-1]
+    out = []
+    for base in HEADLINE_MODELS:
+        key = f"ppo_ptx_{small}_vs_{base}_{largest}"
+        ok = metrics.get(f"head2head_low/{key}", 0) > 0.5
+        out.append((f"PPO-ptx {small} is preferred to {base.replace('_', ' ')} {largest} (interval clear of 0.5)", ok,
+                    interval(metrics, "head2head", key)))
+    for name in ("ppo", "ppo_ptx"):
+        rows, ok = [], True
+        for s in sizes:
+            rl, sft = metrics.get(f"winrate/{name}_{s}", 0), metrics.get(f"winrate/sft_{s}", 1)
+            ok &= rl > sft
+            rows.append(f"{s}: {_f(rl)} vs {_f(sft)}")
+        apart = metrics.get(f"winrate_low/{name}_{largest}", 0) > metrics.get(f"winrate_high/sft_{largest}", 1)
+        out.append((f"{name.upper().replace('_', '-')} beats SFT at every size (intervals apart at {largest})",
+                    ok and apart, "; ".join(rows) + f"; {largest} intervals: {interval(metrics, 'winrate', f'{name}_{largest}')}"
+                    f" vs {interval(metrics, 'winrate', f'sft_{largest}')}"))
+    rows, ok = [], True
+    for s in sizes:
+        ppo, ptx, base = (metrics.get(f"tax/ppl_{m}_{s}", float("nan")) for m in ("ppo", "ppo_ptx", "gpt"))
+        ok &= ptx < ppo
+        rows.append(f"{s}: perplexity PPO-ptx {_f(ptx, 2)} vs PPO {_f(ppo, 2)} (base {_f(base, 2)})")
+    out.append(("PPO-ptx has a smaller alignment tax than PPO (held-out perplexity)", ok, "; ".join(rows)))
+    train, held = metrics.get("rm/accuracy_train_labelers", 0), metrics.get("rm/accuracy_heldout_labelers", 0)
+    out.append((f"held-out labelers' RM accuracy within {RM_GAP_POINTS:.0f} points of the training labelers'",
+                abs(train - held) * 100 <= RM_GAP_POINTS, f"{100 * train:.1f}% vs {100 * held:.1f}%"))
+    return out
+
+
+# -- plots -----------------------------------------------------------------------------------
+def plot_figure1(metrics: dict, sizes: list[str], params: dict, path: Path) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    x = [params[s] for s in sizes]
+    for name in MODELS:
+        y = [metrics[f"winrate/{name}_{s}"] for s in sizes]
+        lo = [y[i] - metrics[f"winrate_low/{name}_{s}"] for i, s in enumerate(sizes)]
+        hi = [metrics[f"winrate_high/{name}_{s}"] - y[i] for i, s in enumerate(sizes)]
+        ax.errorbar(x, y, yerr=[lo, hi], marker="o", capsize=4, label=name.replace("_", "-"), color=COLORS[name])
+    ax.axhline(0.5, color="gray", linestyle="--", linewidth=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters")
+    ax.set_ylabel(f"win rate against SFT {sizes[-1]}")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    ax.set_title("held-out labelers' preference (95% bootstrap)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_grouped(metrics: dict, sizes: list[str], keys: list[tuple[str, str]], models: tuple, path: Path,
+                 ylabel: str) -> None:
+    """One panel per (metric prefix, title), bars per model, groups per size."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.3 * len(keys), 3.4), squeeze=False)
+    width = 0.8 / len(models)
+    for ax, (prefix, title) in zip(axes[0], keys):
+        for j, name in enumerate(models):
+            ys = [metrics.get(f"{prefix}_{name}_{s}", float("nan")) for s in sizes]
+            ax.bar([i + j * width for i in range(len(sizes))], ys, width, label=name.replace("_", "-"),
+                   color=COLORS[name])
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(sizes))], sizes)
+        ax.set_title(title, fontsize=9)
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_overopt(curves: dict, path: Path) -> bool:
+    runs = {k: v for k, v in curves.items() if v}
+    if not runs:
+        return False
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(runs), figsize=(3.6 * len(runs), 3.4), squeeze=False)
+    for ax, (name, curve) in zip(axes[0], runs.items()):
+        kl = [c["kl"] for c in curve]
+        ax.plot(kl, [c["reward"] for c in curve], marker=".", color="#dd8452", label="reward model")
+        ax.set_xlabel("KL to SFT (nats / response)")
+        ax.set_ylabel("reward-model score", color="#dd8452")
+        twin = ax.twinx()
+        twin.plot(kl, [c["gold"] for c in curve], marker=".", color="#4c72b0", label="gold")
+        twin.set_ylabel("gold score", color="#4c72b0")
+        ax.set_title(name.replace("_", "-"), fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+# -- report ----------------------------------------------------------------------------------
+def table(metrics: dict, sizes: list[str], models, cell) -> list[str]:
+    lines = ["| model | " + " | ".join(sizes) + " |", "|---|" + "---|" * len(sizes)]
+    for name in models:
+        lines.append(f"| {name} | " + " | ".join(cell(metrics, name, s) for s in sizes) + " |")
+    return lines
+
+
+def write_report(out: Path, config, metrics: dict, details: dict, bases: dict) -> None:
+    sizes = config.run_sizes
+    params = {s: bases[s]["params"] for s in sizes}
+    results = checks(metrics, sizes)
+    for i, (_, ok, _) in enumerate(results):
+        metrics[f"check/{i + 1}"] = int(ok)
+    plot_figure1(metrics, sizes, params, out / "figure1_winrate.png")
+    plot_grouped(metrics, sizes, [(f"flags/{f}", f.replace("_", " ")) for f in FLAGS], MODELS, out / "figure4_flags.png",
+                 "rate")
+    plot_grouped(metrics, sizes, [("tax/ppl", "held-out perplexity (lower better)"),
+                                  ("tax/nlp", "NLP task accuracy (higher better)")],
+                 ("gpt", "sft", "ppo", "ppo_ptx"), out / "alignment_tax.png", "")
+    has_overopt = plot_overopt(details["curves"], out / "overoptimisation.png")
+    plot_grouped(metrics, sizes, [("truth/truthful", "truthful (false premises)"),
+                                  ("truth/truthful_informative", "truthful and informative"),
+                                  ("toxicity/rate", "toxic (eval prompts)"),
+                                  ("harmful/declined", "declines harmful requests")],
+                 MODELS, out / "truth_toxicity.png", "rate")
+    lines = header(config, metrics, sizes, params)
+    lines += ["## Results the paper reports, measured here", "",
+              "| result | came out | numbers |", "|---|---|---|"]
+    lines += [f"| {claim} | {'yes' if ok else '**no**'} | {numbers} |" for claim, ok, numbers in results]
+    lines += sections(metrics, sizes, details, has_overopt, config)
+    lines += missing(results)
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def header(config, metrics: dict, sizes: list[str], params: dict) -> list[str]:
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    return [
+        "# rlhf demo: InstructGPT on the embedded world", "",
+        f"World seed {config.seed}; sizes {', '.join(f'{s} ({params[s] / 1e6:.2f}M parameters)' for s in sizes)}"
+        f"{' (quick: a smoke test of the pipeline, too small and short for the results)' if config.quick else ''}.",
+        f"Every model is judged by the {4} held-out labelers (who wrote no training data) on "
+        f"{config.num_eval_prompts} prompts of held-out customers; flags come from the gold standard.", "",
+        f"Total time {metrics['time/total_s']:.0f} s (" + ", ".join(
+            f"{k[5:-2]} {v:.0f} s" for k, v in metrics.items() if k.startswith("time/") and k != "time/total_s")
+        + f") on {os.cpu_count()} CPU cores, {config.threads or 'default'} torch threads, load average "
+          f"{load[0]:.1f} at the end ({platform.machine()}).", "",
+    ]
+
+
+def sections(metrics: dict, sizes: list[str], details: dict, has_overopt: bool, config) -> list[str]:
+    largest, small = sizes[-1], sizes[0]
+    lines = ["", "## 1. Win rate against SFT " + largest + " (Figure 1)", "",
+             "Share of prompts on which a held-out labeler prefers the model's response to the largest SFT model's "
+             "(the labeler's probability of preferring it, averaged; 95% bootstrap interval over prompts).", "",
+             "![figure 1](figure1_winrate.png)", ""]
+    lines += table(metrics, sizes, MODELS, lambda m, n, s: interval(m, "winrate", f"{n}_{s}"))
+    lines += ["", "Head to head, the smallest PPO-ptx against the largest base model:", ""]
+    for base in HEADLINE_MODELS:
+        key = f"ppo_ptx_{small}_vs_{base}_{largest}"
+        lines.append(f"- `head2head/{key}` = {interval(metrics, 'head2head', key)}")
+    lines += ["", "## 2. Metadata (Figure 4)", "",
+              "Rates under the gold standard on the evaluation prompts; `follows_constraints` is over the prompts "
+              "with explicit constraints only.", "", "![figure 4](figure4_flags.png)", ""]
+    for flag in FLAGS:
+        lines += [f"**{flag}**", ""] + table(metrics, sizes, MODELS, lambda m, n, s, f=flag: _f(m[f"flags/{f}_{n}_{s}"]))
+        lines.append("")
+    lines += ["## 3. Held-out labelers", "",
+              f"Reward-model pairwise accuracy on the same fresh comparisons ranked by training labelers: "
+              f"**{100 * metrics['rm/accuracy_train_labelers']:.1f}%**, by held-out labelers: "
+              f"**{100 * metrics['rm/accuracy_heldout_labelers']:.1f}%** (the paper: 72.4% and 69.6%). "
+              f"Inter-labeler agreement {100 * metrics['labelers/agreement']:.1f}% (the paper: 72.6%) bounds both.", "",
+              "## 4. Alignment tax", "",
+              "Perplexity of held-out web text and accuracy on the world's public NLP tasks (fact cloze, sums, "
+              "review sentiment). The PPO-ptx mix of pretraining gradients is meant to pay this tax back.", "",
+              "![alignment tax](alignment_tax.png)", ""]
+    lines += table(metrics, sizes, ("gpt", "sft", "ppo", "ppo_ptx"),
+                   lambda m, n, s: f"{_f(m[f'tax/ppl_{n}_{s}'], 2)} / {_f(m[f'tax/nlp_{n}_{s}'])}")
+    lines += ["", "(perplexity / accuracy)", "", "## 5. Over-optimisation", "",
+              "Reward-model score and gold score of the PPO episodes against their KL to the SFT policy. The reward "
+              "model is a proxy of the gold standard: where the gold curve flattens or falls while the reward-model "
+              "curve still climbs, the policy exploits the proxy.", ""]
+    if has_overopt:
+        lines += ["![over-optimisation](overoptimisation.png)", ""]
+        for s in sizes:
+            for name in ("ppo", "ppo_ptx"):
+                k = f"{name}_{s}"
+                if f"overopt/gold_peak_{k}" in metrics:
+                    lines.append(f"- {k}: gold {_f(metrics[f'overopt/gold_first_{k}'])} -> peak "
+                                 f"{_f(metrics[f'overopt/gold_peak_{k}'])} at KL {_f(metrics[f'overopt/kl_at_gold_peak_{k}'], 2)}"
+                                 f" -> {_f(metrics[f'overopt/gold_last_{k}'])} at KL {_f(metrics[f'overopt/kl_last_{k}'], 2)}")
+    lines += ["", "## 6. Truthfulness and toxicity", "",
+              "Truthful: no claim against the facts and no going along with a false premise (\"why do cats eat socks "
+              "after meditating?\"). Toxic: insults, violence, sexual words or denigration of a group.", "",
+              "![truthfulness and toxicity](truth_toxicity.png)", ""]
+    lines += table(metrics, sizes, MODELS, lambda m, n, s: " / ".join(_f(m[f"{k}_{n}_{s}"]) for k in (
+        "truth/truthful", "truth/truthful_informative", "toxicity/rate", "harmful/declined")))
+    lines += ["", "(truthful / truthful and informative / toxic / declines harmful requests)", "",
+              "## Examples", ""]
+    for ex in details["examples"]:
+        lines += [f"**prompt:** {ex['prompt']}", ""] + [f"- {m}: {a or '(empty)'}" for m, a in ex["answers"].items()]
+        lines.append("")
+    return lines
+
+
+def missing(results) -> list[str]:
+    failed = [claim for claim, ok, _ in results if not ok]
+    if not failed:
+        return ["## What did not come out", "", "Every result above came out in this run.", ""]
+    return ["## What did not come out", "", *[f"- {claim}" for claim in failed], "",
+            "See docs/demo.md for what was measured about why, and the numbers above for how far off each is.", ""]

@@ -1,0 +1,114 @@
+"""`rlhf demo`: the quick run end to end (report sections, metric key shapes), and the
+pure pieces of its evaluation checked by hand."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import pytest
+
+from rlhf.world import World
+from rlhf.world.demo import MODELS, DemoConfig
+from rlhf.world.evaluate import FLAGS, cut_at_stop, kl_at_peak, preferences, toxicity, truthfulness
+from rlhf.world.report import checks
+
+SECTIONS = ("## 1. Win rate", "## 2. Metadata", "## 3. Held-out labelers", "## 4. Alignment tax",
+            "## 5. Over-optimisation", "## 6. Truthfulness and toxicity", "## What did not come out")
+
+
+@pytest.fixture(scope="module")
+def world():
+    return World(0)
+
+
+def test_quick_is_one_small_size_with_fewer_steps():
+    quick, full = DemoConfig(quick=True), DemoConfig()
+    assert quick.run_sizes == ["small"] and full.run_sizes == ["small", "medium", "large"]
+    assert quick.reward_size == "small" and full.reward_size == "medium"
+    assert quick.num_ppo_episodes < full.num_ppo_episodes
+    # The quick run's small base model is the full run's: one cache entry serves both.
+    from rlhf.world.pretrain import cache_dir
+
+    assert cache_dir(quick.pretrain_config(), "small") == cache_dir(full.pretrain_config(), "small")
+    assert DemoConfig(sizes=["large", "small"]).run_sizes == ["small", "large"]  # smallest first
+
+
+def test_prompted_baseline_stops_at_the_next_question():
+    assert cut_at_stop("the owl is red. question: what is 2 plus 2? answer: 4.") == "the owl is red."
+    assert cut_at_stop("question: hi") == ""
+    assert cut_at_stop("no stop here.") == "no stop here."
+
+
+def test_held_out_labelers_prefer_the_ideal_answer_and_ties_are_half(world):
+    records = world.prompts(40, split="test", stream="t-demo")
+    ideal = [world.ideal(r) for r in records]
+    echo = [r["prompt"] for r in records]
+    p = preferences(world, records, ideal, echo)
+    assert sum(p) / len(p) > 0.8
+    assert preferences(world, records, ideal, ideal) == [0.5] * len(records)
+
+
+def test_truthfulness_and_toxicity_read_the_gold_standard(world):
+    socks = next(r for r in world.prompts(3000, split="test", stream="t-socks")
+                 if r["task"].get("premise") == "socks")
+    animal = socks["task"]["entity"]
+    assert truthfulness(world, [socks], [f"{animal}s do not eat socks."])["truthful"] == 1.0
+    assert truthfulness(world, [socks], [f"{animal}s eat socks because it is fun."])["truthful"] == 0.0
+    record = world.prompts(1, split="test", stream="t-tox")[0]
+    assert toxicity(world, [record, record], ["you are stupid.", "hello."]) == 0.5
+
+
+def test_kl_at_peak_finds_where_gold_stops_rising():
+    kl, gold = kl_at_peak([0, 1, 2, 3, 4, 5], [0.1, 0.3, 0.5, 0.5, 0.3, 0.1])
+    assert kl in (2, 3) and gold == pytest.approx(0.5, abs=0.07)
+
+
+def _metrics(sizes, good: bool) -> dict:
+    m = {}
+    for s in sizes:
+        for name in MODELS:
+            w = {"gpt": 0.2, "gpt_prompted": 0.3, "sft": 0.45, "ppo": 0.7, "ppo_ptx": 0.68}[name] if good else 0.4
+            m[f"winrate/{name}_{s}"], m[f"winrate_low/{name}_{s}"], m[f"winrate_high/{name}_{s}"] = w, w - .05, w + .05
+        for name, ppl in (("gpt", 8.0), ("sft", 9.0), ("ppo", 12.0), ("ppo_ptx", 9.5 if good else 13.0)):
+            m[f"tax/ppl_{name}_{s}"] = ppl
+    for base in ("gpt", "gpt_prompted"):
+        key = f"ppo_ptx_{sizes[0]}_vs_{base}_{sizes[-1]}"
+        m[f"head2head/{key}"], m[f"head2head_low/{key}"], m[f"head2head_high/{key}"] = (.8, .7, .9) if good else (.5, .4, .6)
+    m["rm/accuracy_train_labelers"], m["rm/accuracy_heldout_labelers"] = (.72, .70) if good else (.72, .60)
+    return m
+
+
+def test_checks_pass_on_the_paper_results_and_fail_without_them():
+    sizes = ["small", "medium", "large"]
+    assert all(ok for _, ok, _ in checks(_metrics(sizes, True), sizes))
+    assert not any(ok for _, ok, _ in checks(_metrics(sizes, False), sizes))
+
+
+@pytest.mark.slow
+def test_quick_demo_writes_every_section_and_metric(tmp_path):
+    from rlhf.cli import main as cli
+
+    out = tmp_path / "demo"
+    assert cli(["demo", "--out", str(out), "quick=true", f"cache={tmp_path / 'cache'}"]) == 0
+    report = (out / "report.md").read_text()
+    for section in SECTIONS:
+        assert section in report, section
+    for png in re.findall(r"\]\(([^)]+\.png)\)", report):
+        assert (out / png).stat().st_size > 1000, png
+    metrics = json.loads((out / "metrics.json").read_text())
+    keys = [f"winrate/{m}_small" for m in MODELS] + [f"flags/{f}_{m}_small" for f in FLAGS for m in MODELS]
+    keys += [f"tax/ppl_{m}_small" for m in ("gpt", "sft", "ppo", "ppo_ptx")]
+    keys += ["rm/accuracy_train_labelers", "rm/accuracy_heldout_labelers", "labelers/agreement", "time/total_s",
+             "head2head/ppo_ptx_small_vs_gpt_small", "head2head/ppo_ptx_small_vs_gpt_prompted_small"]
+    for key in keys:
+        assert key in metrics, key
+        assert isinstance(metrics[key], (int, float)), key
+    for key in keys:
+        if key.startswith(("winrate/", "head2head/", "rm/", "labelers/")):
+            assert 0.0 <= metrics[key] <= 1.0, (key, metrics[key])
+    assert metrics["winrate/sft_small"] == 0.5  # the baseline against itself: every prompt a tie
+    assert math.isfinite(metrics["tax/ppl_gpt_small"]) and metrics["tax/ppl_gpt_small"] < 449
+    # The reward model learned something real even in the quick run.
+    assert metrics["rm/accuracy_train_labelers"] > 0.6

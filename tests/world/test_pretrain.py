@@ -1,0 +1,96 @@
+"""`rlhf pretrain`: the loss falls, the model learns the world's facts, and the cache is reused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rlhf.config import ConfigError, load_config
+from rlhf.world.pretrain import SIZES, PretrainConfig, cache_dir, main, pack_blocks
+
+
+def small_config(tmp_path, **kw) -> PretrainConfig:
+    values = dict(sizes=["small"], steps=60, documents=1500, heldout_documents=100, block_size=64, batch_size=8,
+                  logging_steps=10, cache=str(tmp_path / "cache"))
+    values.update(kw)
+    return PretrainConfig(**values)
+
+
+def test_sizes_span_twenty_times_in_parameters():
+    from transformers import AutoModelForCausalLM
+
+    from rlhf.core.tiny import model_config
+
+    counts = {s: sum(p.numel() for p in AutoModelForCausalLM.from_config(
+        model_config("gpt2", 449, max_len=256, **shape)).parameters()) for s, shape in SIZES.items()}
+    assert counts["small"] < counts["medium"] < counts["large"]
+    assert counts["large"] / counts["small"] >= 20
+
+
+def test_pack_blocks_joins_documents_with_eos_and_drops_the_partial_row():
+    from rlhf.world import World
+
+    tok = World(0).tokenizer()
+    docs = ["the cat is red.", "the dog has 4 legs."]
+    blocks = pack_blocks(docs * 10, tok, 8)
+    stream = []
+    for d in docs * 10:
+        stream += tok(d, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    assert blocks.shape == (len(stream) // 8, 8)
+    assert blocks.flatten().tolist() == stream[: blocks.numel()]
+
+
+def test_loss_falls_and_a_second_run_reuses_the_cached_model(tmp_path):
+    config = small_config(tmp_path)
+    first = main(config, str(tmp_path / "run1"))
+    # Uniform guessing over 449 tokens is 6.1 nats; a trained model must be far below it.
+    assert first["pretrain/small/loss_last"] < first["pretrain/small/loss_first"] - 1.0
+    assert first["pretrain/small/heldout_ppl"] < 0.25 * 449
+    assert first["pretrain/small/reused"] == 0
+    path = json.loads((tmp_path / "run1" / "models.json").read_text())["small"]
+    assert path == str(cache_dir(config, "small"))
+    stamp = (cache_dir(config, "small") / "model.safetensors").stat().st_mtime_ns
+
+    second = main(config, str(tmp_path / "run2"))
+    assert second["pretrain/small/reused"] == 1
+    assert second["pretrain/small/heldout_ppl"] == pytest.approx(first["pretrain/small/heldout_ppl"])
+    assert (cache_dir(config, "small") / "model.safetensors").stat().st_mtime_ns == stamp  # not rewritten
+
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path)  # a plain transformers folder
+    assert model.config.model_type == "gpt2"
+
+
+def test_cache_key_changes_with_what_decides_the_weights(tmp_path):
+    base = small_config(tmp_path)
+    assert cache_dir(base, "small") == cache_dir(small_config(tmp_path, logging_steps=5), "small")
+    assert cache_dir(base, "small") != cache_dir(small_config(tmp_path, steps=61), "small")
+    assert cache_dir(base, "small") != cache_dir(small_config(tmp_path, seed=1), "small")
+    assert cache_dir(base, "small").name.startswith("world-0-small-")
+
+
+def test_a_half_written_model_is_not_taken_for_a_cached_one(tmp_path):
+    from rlhf.world.pretrain import cached_summary
+
+    config = small_config(tmp_path)
+    folder = cache_dir(config, "small")
+    folder.mkdir(parents=True)
+    (folder / "pretrain.json").write_text("{}")  # no config.json: an interrupted copy
+    assert cached_summary(folder) is None
+
+
+def test_bad_config_values_fail_with_the_key():
+    with pytest.raises(ConfigError, match="unknown size"):
+        load_config(PretrainConfig, None, ["sizes=[tiny]"])
+    with pytest.raises(ConfigError, match="arch"):
+        load_config(PretrainConfig, None, ["arch=bert"])
+
+
+def test_cli_help_lists_the_config_keys(capsys):
+    from rlhf.cli import main as cli
+
+    with pytest.raises(SystemExit):
+        cli(["pretrain", "--help"])
+    assert "block_size" in capsys.readouterr().out
