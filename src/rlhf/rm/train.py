@@ -19,7 +19,7 @@ from rlhf.core.reward import RewardModel, reward_model_from_lm
 from rlhf.core.run import Run, progress, progress_iter
 from rlhf.core.train import (
     accumulation_steps, check_finite, clip_and_step, epoch_order, make_accelerator, make_optimizer,
-    plan_steps, seed_everything, step_indices,
+    maybe_compile, plan_steps, seed_everything, step_indices,
 )
 from rlhf.data import read_records
 from rlhf.rm.config import RMConfig
@@ -100,7 +100,7 @@ def main(config: RMConfig, out: str, resume: bool = False) -> dict[str, float]:
     accum = accumulation_steps(config, accelerator.num_processes)
     per_epoch, total_steps = plan_steps(config, len(train))
     optimizer, scheduler = make_optimizer(model, config, total_steps)
-    net, optimizer = accelerator.prepare(model, optimizer)
+    net, optimizer = accelerator.prepare(maybe_compile(model, config), optimizer)
     pad_id = tokenizer.pad_token_id
     log.info("RM: %d train / %d eval rankings (%d pairs), %d steps (%d per epoch), %d micro-batches of %d per step",
              len(train), len(evals), sum(len(r.pairs) for r in train), total_steps, per_epoch, accum,
@@ -108,7 +108,7 @@ def main(config: RMConfig, out: str, resume: bool = False) -> dict[str, float]:
 
     step, last_ckpt = 0, None
     if resume and (ckpt := latest_checkpoint(out)) is not None:
-        state = load_checkpoint(ckpt, {"model": accelerator.unwrap_model(net)},
+        state = load_checkpoint(ckpt, {"model": accelerator.unwrap_model(net, keep_torch_compile=False)},
                                 {"optimizer": optimizer, "scheduler": scheduler}, accelerator)
         step, last_ckpt = state["step"], str(ckpt)
         run.truncate_history(step)
@@ -158,14 +158,14 @@ def main(config: RMConfig, out: str, resume: bool = False) -> dict[str, float]:
             log.info("step %d: %s", step, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
             window_start = time.time()
         if (epoch_end or (config.save_steps and step % config.save_steps == 0)) and step < total_steps:
-            last_ckpt = str(save_checkpoint(out, step, {"model": accelerator.unwrap_model(net)},
+            last_ckpt = str(save_checkpoint(out, step, {"model": accelerator.unwrap_model(net, keep_torch_compile=False)},
                                             {"optimizer": optimizer, "scheduler": scheduler}, {}, accelerator,
                                             keep=config.keep_checkpoints))
             window_start = time.time()
     bar.close()
 
     # --- finish: normalise so the reference set scores mean 0, then save final/ ----
-    final_model = accelerator.unwrap_model(net)
+    final_model = accelerator.unwrap_model(net, keep_torch_compile=False)
     offset, source = normalisation_offset(final_model, config)
     final_model.offset.fill_(offset)
     log.info("normalisation: reference mean reward %.4f (%s) is now 0", offset, source)

@@ -21,7 +21,7 @@ from rlhf.core.models import load_causal_lm, load_tokenizer, unwrap_for_save
 from rlhf.core.run import Run, progress, progress_iter
 from rlhf.core.train import (
     accumulation_steps, check_finite, clip_and_step, epoch_order, make_accelerator, make_optimizer,
-    plan_steps, seed_everything, step_indices,
+    maybe_compile, plan_steps, seed_everything, step_indices,
 )
 from rlhf.sft.config import SFTConfig
 from rlhf.sft.data import Example, collate_packed, collate_padded, load_examples
@@ -104,14 +104,14 @@ def main(config: SFTConfig, out: str, resume: bool = False) -> dict[str, float]:
     per_epoch, total_steps = plan_steps(config, len(train))
     net = ResponseLM(model)
     optimizer, scheduler = make_optimizer(net, config, total_steps)
-    net, optimizer = accelerator.prepare(net, optimizer)
+    net, optimizer = accelerator.prepare(maybe_compile(net, config), optimizer)
     pad_id = tokenizer.pad_token_id
     log.info("SFT: %d train / %d eval examples, %d steps (%d per epoch), %d micro-batches of %d per step per process",
              len(train), len(evals), total_steps, per_epoch, accum, config.micro_batch_size)
 
     step, best, last_ckpt = 0, None, None
     if resume and (ckpt := latest_checkpoint(out)) is not None:
-        state = load_checkpoint(ckpt, {"model": accelerator.unwrap_model(net)},
+        state = load_checkpoint(ckpt, {"model": accelerator.unwrap_model(net, keep_torch_compile=False)},
                                 {"optimizer": optimizer, "scheduler": scheduler}, accelerator)
         step, best, last_ckpt = state["step"], state.get("best"), str(ckpt)
         run.truncate_history(step)
@@ -170,7 +170,7 @@ def main(config: SFTConfig, out: str, resume: bool = False) -> dict[str, float]:
             best = end_of_epoch(config, net, model, tokenizer, evals, reward_model, accelerator, run, out, step, best)
             window["time"] = time.time()  # evaluation time is not training throughput
         if (epoch_end or (config.save_steps and step % config.save_steps == 0)) and step < total_steps:
-            last_ckpt = str(save_checkpoint(out, step, {"model": accelerator.unwrap_model(net)},
+            last_ckpt = str(save_checkpoint(out, step, {"model": accelerator.unwrap_model(net, keep_torch_compile=False)},
                                             {"optimizer": optimizer, "scheduler": scheduler},
                                             {"best": best}, accelerator, keep=config.keep_checkpoints))
             window["time"] = time.time()
@@ -178,7 +178,7 @@ def main(config: SFTConfig, out: str, resume: bool = False) -> dict[str, float]:
 
     # --- finish ------------------------------------------------------------------
     if not evals and accelerator.is_main_process:
-        save_final(accelerator.unwrap_model(net).model, tokenizer, out)
+        save_final(accelerator.unwrap_model(net, keep_torch_compile=False).model, tokenizer, out)
     accelerator.wait_for_everyone()
     final = {k: v for h in run.history for k, v in h.items() if k != "step"}  # latest value of each metric
     if total_time > 0:
@@ -195,7 +195,7 @@ def end_of_epoch(config, net, model, tokenizer, evals, reward_model, accelerator
         return best
     metrics = {"eval/loss": evaluate_loss(net, evals, config, accelerator, tokenizer.pad_token_id)}
     if reward_model is not None and accelerator.is_main_process:
-        metrics["eval/reward"] = evaluate_reward(accelerator.unwrap_model(net).model, tokenizer, config.eval_file,
+        metrics["eval/reward"] = evaluate_reward(accelerator.unwrap_model(net, keep_torch_compile=False).model, tokenizer, config.eval_file,
                                                  config, reward_model)
     run.log(step, metrics)
     value = metrics.get(config.select_metric, metrics["eval/loss"])
@@ -205,6 +205,6 @@ def end_of_epoch(config, net, model, tokenizer, evals, reward_model, accelerator
     if improved:
         best = value
         if accelerator.is_main_process:
-            save_final(accelerator.unwrap_model(net).model, tokenizer, out)
+            save_final(accelerator.unwrap_model(net, keep_torch_compile=False).model, tokenizer, out)
     accelerator.wait_for_everyone()
     return best
