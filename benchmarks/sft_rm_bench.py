@@ -82,7 +82,7 @@ def rm_data(model_dir: Path, n: int, k: int) -> Path:
     return path
 
 
-def ours_sft(model_dir: Path, data: Path, steps: int, precision: str, out: Path) -> float:
+def ours_sft(model_dir: Path, data: Path, steps: int, precision: str, out: Path, compile: bool = False) -> float:
     from rlhf.config import load_config
     from rlhf.sft.config import SFTConfig
     from rlhf.sft.train import main
@@ -90,7 +90,7 @@ def ours_sft(model_dir: Path, data: Path, steps: int, precision: str, out: Path)
     config = load_config(SFTConfig, None, [
         f"model={model_dir}", f"train_file={data}", "epochs=100", f"max_steps={steps}", "batch_size=8",
         "micro_batch_size=8", "max_length=256", "lr=1e-4", f"precision={precision}", f"logging_steps={steps // 3}",
-        "warmup_ratio=0"])
+        "warmup_ratio=0", f"compile={str(compile).lower()}"])
     main(config, out)
     # Throughput of the last two logging windows: the first includes warm-up.
     rows = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines()]
@@ -98,7 +98,7 @@ def ours_sft(model_dir: Path, data: Path, steps: int, precision: str, out: Path)
     return sum(rates[1:]) / len(rates[1:])
 
 
-def ours_rm(model_dir: Path, data: Path, steps: int, precision: str, out: Path) -> float:
+def ours_rm(model_dir: Path, data: Path, steps: int, precision: str, out: Path, compile: bool = False) -> float:
     from rlhf.config import load_config
     from rlhf.rm.config import RMConfig
     from rlhf.rm.train import main
@@ -106,7 +106,7 @@ def ours_rm(model_dir: Path, data: Path, steps: int, precision: str, out: Path) 
     config = load_config(RMConfig, None, [
         f"model={model_dir}", f"train_file={data}", "epochs=100", f"max_steps={steps}", "batch_size=2",
         "micro_batch_size=2", "max_length=256", "lr=1e-5", f"precision={precision}", f"logging_steps={steps // 3}",
-        "warmup_ratio=0", "norm_max_records=8"])
+        "warmup_ratio=0", "norm_max_records=8", f"compile={str(compile).lower()}"])
     main(config, out)
     rows = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines()]
     rates = [r["rm/rankings_per_s"] for r in rows if "rm/rankings_per_s" in r]
@@ -188,6 +188,7 @@ def main() -> None:
     parser.add_argument("--precision", nargs="+", default=["fp32", "bf16"])
     parser.add_argument("--k", type=int, nargs="+", default=[4, 9])
     parser.add_argument("--skip", nargs="*", default=[], choices=["sft", "rm"])
+    parser.add_argument("--compile", action="store_true", help="also run ours with compile=true (first third of steps is warm-up)")
     args = parser.parse_args()
     try:
         import trl  # noqa: F401
@@ -208,6 +209,9 @@ def main() -> None:
             for precision in args.precision:
                 if args.only != "trl":
                     results[f"sft/ours/{precision}/tokens_per_s"] = ours_sft(model_dir, data, args.steps, precision, tmp / f"o-sft-{precision}")
+                    if args.compile:
+                        results[f"sft/ours_compiled/{precision}/tokens_per_s"] = ours_sft(
+                            model_dir, data, args.steps, precision, tmp / f"c-sft-{precision}", compile=True)
                 if have_trl:
                     results[f"sft/trl/{precision}/tokens_per_s"] = trl_sft(model_dir, data, args.steps, precision, tmp / f"t-sft-{precision}")
                 print(json.dumps({k: round(v, 1) for k, v in results.items()}), flush=True)
@@ -218,6 +222,9 @@ def main() -> None:
                     r = ours_rm(model_dir, data, args.steps, "fp32", tmp / f"o-rm-{k}")
                     results[f"rm/ours/k{k}/rankings_per_s"] = r
                     results[f"rm/ours/k{k}/comparisons_per_s"] = r * math.comb(k, 2)
+                    if args.compile:
+                        results[f"rm/ours_compiled/k{k}/rankings_per_s"] = ours_rm(
+                            model_dir, data, args.steps, "fp32", tmp / f"c-rm-{k}", compile=True)
                 if have_trl:
                     # TRL sees C(K,2) pairs per ranking; its steps are smaller, so give it more of them.
                     r = trl_rm(model_dir, data, args.steps * 2, "fp32", tmp / f"t-rm-{k}", k)
@@ -227,13 +234,17 @@ def main() -> None:
     for key, value in results.items():
         print(f"  {key:<36} {value:10.2f}")
     for precision in args.precision:
-        o, t = results.get(f"sft/ours/{precision}/tokens_per_s"), results.get(f"sft/trl/{precision}/tokens_per_s")
-        if o and t:
-            print(f"  SFT {precision}: ours / TRL = {o / t:.2f}x")
+        t = results.get(f"sft/trl/{precision}/tokens_per_s")
+        for variant in ("ours", "ours_compiled"):
+            o = results.get(f"sft/{variant}/{precision}/tokens_per_s")
+            if o and t:
+                print(f"  SFT {precision}: {variant} / TRL = {o / t:.2f}x")
     for k in args.k:
-        o, t = results.get(f"rm/ours/k{k}/rankings_per_s"), results.get(f"rm/trl/k{k}/rankings_per_s")
-        if o and t:
-            print(f"  RM K={k}: ours / TRL = {o / t:.2f}x (rankings/s)")
+        t = results.get(f"rm/trl/k{k}/rankings_per_s")
+        for variant in ("ours", "ours_compiled"):
+            o = results.get(f"rm/{variant}/k{k}/rankings_per_s")
+            if o and t:
+                print(f"  RM K={k}: {variant} / TRL = {o / t:.2f}x (rankings/s)")
 
 
 if __name__ == "__main__":
