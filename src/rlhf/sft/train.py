@@ -141,8 +141,7 @@ def main(config: SFTConfig, out: str, resume: bool = False) -> dict[str, float]:
             accelerator.backward(loss)
             window["loss_sum"] += float(stats["loss_sum"])
             window["tokens"] += stats["tokens"]
-            window["seen_tokens"] += int(batch["input_ids"].ne(pad_id).sum()) if not config.packing else int(
-                sum(len(train[j]) for j in micro[i]))
+            window["seen_tokens"] += sum(len(train[j]) for j in micro[i])  # real tokens, padding excluded
         grad_norm = clip_and_step(accelerator, net, optimizer, scheduler, config.max_grad_norm)
         step += 1
         bar.update(1)
