@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -112,22 +111,18 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(ppo_world, tmp_path):
     assert steps == [1, 2, 3, 4]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_equal_one(ppo_world, tmp_path):
+    from tests.helpers import env, rlhf_cmd
+
     args = world_args(ppo_world, total_episodes=32, ptx_coef=0.5, ptx_batch_size=4, pretrain_file=ppo_world["pretrain_file"])
-    two = subprocess.Popen(
-        [str(VENV_BIN / "accelerate"), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-         "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-         "-m", "rlhf", "ppo", "--out", str(tmp_path / "two"), *args],
-        env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    two = subprocess.Popen(rlhf_cmd("ppo", "--out", str(tmp_path / "two"), *args, processes=2), env=env(),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     one = cli(tmp_path / "one", args)
-    for proc in (one, two):
+    logs = {}
+    for name, proc in (("one", one), ("two", two)):
         assert proc.wait(timeout=300) == 0, proc.stderr.read()[-3000:]
+        logs[name] = proc.stderr.read()
+    assert "on each of 2 processes" in logs["two"] and "on each of 1 processes" in logs["one"]
     assert_same_weights(tmp_path / "one", tmp_path / "two", atol=1e-5)
     m1 = json.loads((tmp_path / "one" / "metrics.json").read_text())
     m2 = json.loads((tmp_path / "two" / "metrics.json").read_text())

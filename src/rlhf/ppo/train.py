@@ -133,8 +133,8 @@ def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
     kl_ctl = KLController(config.kl_coef, config.kl_target, config.kl_horizon)
     pad_id, eos_id = tokenizer.pad_token_id, tokenizer.eos_token_id
     log.info("PPO: %d prompts, %d iterations of %d episodes, %d mini-batches x %d epochs, %d micro-batches of %d "
-             "per optimizer step per process%s", len(prompts.ids), config.iterations, config.batch_size,
-             config.batch_size // config.mini_batch_size, config.ppo_epochs, accum, config.micro_batch_size,
+             "per optimizer step on each of %d processes%s", len(prompts.ids), config.iterations, config.batch_size,
+             config.batch_size // config.mini_batch_size, config.ppo_epochs, accum, config.micro_batch_size, nproc,
              f", ptx_coef {config.ptx_coef} on {len(pretrain)} documents" if pretrain else "")
 
     step, opt_steps, score_history, last_ckpt = 0, 0, [], None
