@@ -4,7 +4,7 @@ benchmarks/ppo_bench.py (same policy/reference/reward shapes, 16 episodes an upd
 epoch" comparison. TRL's PPO trainer left TRL after 1.12, so 1.16 has only RLOO here.
 
     pip install trl==1.16.0   # the `bench` extra; check `pip install --dry-run` keeps torch
-    python benchmarks/ppo_trl.py [--steps 5] [--json out.json]
+    python benchmarks/ppo_trl.py [--steps 5] [--precision fp32] [--json out.json]
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 
-def rloo_run(setup: dict, steps: int) -> dict:
+def rloo_run(setup: dict, steps: int, precision: str = "fp32") -> dict:
     import datasets
     from transformers import TrainerCallback
     from trl import RLOOConfig, RLOOTrainer
@@ -46,7 +46,7 @@ def rloo_run(setup: dict, steps: int) -> dict:
             output_dir=out, per_device_train_batch_size=16, num_generations=2, max_completion_length=32,
             num_iterations=1, steps_per_generation=1, beta=0.05, temperature=1.0, max_steps=steps, learning_rate=1e-5,
             logging_steps=1000, report_to=[], save_strategy="no", use_cpu=not torch.cuda.is_available(),
-            disable_dropout=True)
+            disable_dropout=True, bf16=precision == "bf16")
         trainer = RLOOTrainer(model=setup["policy"], reward_funcs=reward, args=config, train_dataset=data,
                               processing_class=load_tokenizer(setup["policy"], padding_side="left"), callbacks=[Clock()])
         trainer.train()
@@ -64,11 +64,14 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--prompts", default="data/sample/prompts.jsonl")
     parser.add_argument("--json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        results = {"threads": torch.get_num_threads(), **rloo_run(build_setup(Path(tmp), args.prompts), args.steps)}
+        setup = build_setup(Path(tmp), args.prompts)
+        results = {"threads": torch.get_num_threads(), "precision": args.precision,
+                   **rloo_run(setup, args.steps, args.precision)}
     for key, value in results.items():
         print(f"{key:<32}  {value:.4g}" if isinstance(value, float) else f"{key:<32}  {value}")
     if args.json:

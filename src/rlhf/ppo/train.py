@@ -214,7 +214,8 @@ def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
                 write_samples(out / "samples.jsonl", tokenizer, prompts, batch_idx, rollout, scores, kl_per_episode,
                               step, config.log_samples)
             bar.set_postfix(score=f"{metrics['objective/scores']:.3f}", kl=f"{metrics['objective/kl']:.2f}",
-                            ep_s=f"{metrics['ppo/episodes_per_s']:.1f}")
+                            ep_s=f"{metrics['ppo/episodes_per_s']:.1f}", tok_s=f"{metrics['ppo/gen_tokens_per_s']:.0f}",
+                            gen=f"{metrics['time/generation_frac']:.0%}")
         if config.save_steps and step % config.save_steps == 0 and step < config.iterations:
             last_ckpt = str(save_checkpoint(
                 out, step, {"policy": model.policy, "value": model.value}, {"optimizer": optimizer, "scheduler": scheduler},
