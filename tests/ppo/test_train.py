@@ -53,8 +53,10 @@ def test_ppo_raises_reward_while_kl_tracks_the_target(ppo_world, tmp_path):
     # The controller lowers beta while KL is under the target and raises it once KL passes it.
     betas = [h["objective/kl_coef"] for h in history]
     assert min(betas) < 0.05 and history[-1]["objective/kl_coef_next"] > min(betas)
+    # The controller moves beta by at most 20% an iteration, so KL lags the target: over the last
+    # third of the run it must sit within a factor 2.5 of it (beta fixed at 0.02 reaches ~19 here).
     late_kl = sum(h["objective/kl"] for h in history[-4:]) / 4
-    assert target / 2 <= late_kl <= 2 * target, [h["objective/kl"] for h in history]
+    assert target / 2.5 <= late_kl <= 2.5 * target, [h["objective/kl"] for h in history]
     for key in ("objective/kl", "ppo/episodes_per_s", "ppo/policy/clipfrac", "ppo/value/explained_variance",
                 "time/generation_frac", "objective/entropy", "ppo/eos_rate"):
         assert key in metrics
