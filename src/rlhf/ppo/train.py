@@ -210,9 +210,11 @@ def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
         })
         if step % config.logging_steps == 0 or step == config.iterations:
             run.log(step, metrics)
-            if accelerator.is_main_process:
-                write_samples(out / "samples.jsonl", tokenizer, prompts, batch_idx, rollout, scores, kl_per_episode,
-                              step, config.log_samples)
+            if accelerator.is_main_process and config.log_samples > 0:
+                shown = write_samples(out / "samples.jsonl", tokenizer, prompts, batch_idx, rollout, scores,
+                                      kl_per_episode, step, config.log_samples)
+                run.writer.add_text("samples", "\n\n".join(
+                    f"**{r['prompt']}** -> {r['response']} (score {r['reward']}, KL {r['kl']})" for r in shown), step)
             bar.set_postfix(score=f"{metrics['objective/scores']:.3f}", kl=f"{metrics['objective/kl']:.2f}",
                             ep_s=f"{metrics['ppo/episodes_per_s']:.1f}", tok_s=f"{metrics['ppo/gen_tokens_per_s']:.0f}",
                             gen=f"{metrics['time/generation_frac']:.0%}")
@@ -317,15 +319,18 @@ def rollout_metrics(rollout, scores, kl_per_episode, kl_coef, mask, has_eos, ret
     }
 
 
-def write_samples(path: Path, tokenizer, prompts, batch_idx, rollout, scores, kl, step: int, n: int) -> None:
-    """A few decoded episodes with their score and KL (formats: samples, plus step and kl)."""
+def write_samples(path: Path, tokenizer, prompts, batch_idx, rollout, scores, kl, step: int, n: int) -> list[dict]:
+    """Append a few decoded episodes with their score and KL (formats: samples, plus step and kl); returns them."""
+    rows = []
+    for b in range(min(n, len(rollout))):
+        record = prompts.records[batch_idx[b]]
+        response = tokenizer.decode(rollout.response_ids[b][rollout.response_mask[b].bool()], skip_special_tokens=True)
+        rows.append({"prompt_id": record.get("id"), "prompt": record["prompt"], "model": f"ppo-step-{step}",
+                     "response": response, "reward": round(float(scores[b]), 4), "kl": round(float(kl[b]), 4),
+                     "step": step})
     with path.open("a", encoding="utf-8") as f:
-        for b in range(min(n, len(rollout))):
-            record = prompts.records[batch_idx[b]]
-            response = tokenizer.decode(rollout.response_ids[b][rollout.response_mask[b].bool()], skip_special_tokens=True)
-            f.write(json.dumps({"prompt_id": record.get("id"), "prompt": record["prompt"], "model": f"ppo-step-{step}",
-                                "response": response, "reward": round(float(scores[b]), 4),
-                                "kl": round(float(kl[b]), 4), "step": step}, ensure_ascii=False) + "\n")
+        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    return rows
 
 
 def truncate_samples(path: Path, step: int, is_main: bool) -> None:
