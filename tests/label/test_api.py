@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import PASSWORD, add_user, csrf_of, login
-from label_helpers import add_prompts, add_rankings, form_fields, ranking_form, shown_indices, task_id
+from tests.label.conftest import PASSWORD, add_user, csrf_of, login
+from tests.label.label_helpers import add_prompts, add_rankings, form_fields, ranking_form, shown_indices, task_id
 from sqlalchemy import func, select
 
 from rlhf.label.models import Answer, Assignment, User

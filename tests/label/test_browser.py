@@ -7,8 +7,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import PASSWORD, add_user
-from label_helpers import add_rankings
+from tests.label.conftest import PASSWORD, add_user
+from tests.label.label_helpers import add_rankings
 
 from rlhf.label.db import Database
 from rlhf.label.export import export_records

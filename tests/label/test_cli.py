@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import add_user
-from label_helpers import write_jsonl
+from tests.label.conftest import add_user
+from tests.label.label_helpers import write_jsonl
 from sqlalchemy import func, select
 
 from rlhf.data import read_records

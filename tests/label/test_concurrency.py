@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import threading
 
-from conftest import add_user
-from label_helpers import add_prompts
+from tests.label.conftest import add_user
+from tests.label.label_helpers import add_prompts
 from sqlalchemy import func, select
 
 from rlhf.label import tasks

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import add_user, csrf_of
-from label_helpers import add_rankings, form_fields, ranking_form, task_id, write_jsonl
+from tests.label.conftest import add_user, csrf_of
+from tests.label.label_helpers import add_rankings, form_fields, ranking_form, task_id, write_jsonl
 
 from rlhf.label import imports
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import add_user, http_login
-from label_helpers import add_prompts, add_rankings, form_fields, ranking_form, shown_indices
+from tests.label.conftest import add_user, http_login
+from tests.label.label_helpers import add_prompts, add_rankings, form_fields, ranking_form, shown_indices
 
 from rlhf.label.db import Database
 from rlhf.label.export import export_records
