@@ -29,3 +29,19 @@ def test_conversation_prompts_use_the_chat_template(tiny_gpt2):
     tok = load_tokenizer(str(tiny_gpt2))
     ids = encode_prompt(tok, [{"role": "user", "content": "hi there"}])
     assert tok.decode(ids) == "<|user|>hi there\n<|assistant|>"
+
+
+def test_fused_gelu_is_the_same_function(tiny_gpt2):
+    """gelu_new -> gelu_pytorch_tanh is a speed change only: same logits."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from rlhf.core.models import load_causal_lm
+
+    plain = AutoModelForCausalLM.from_pretrained(tiny_gpt2).eval()
+    fused = load_causal_lm(str(tiny_gpt2)).eval()
+    assert plain.config.activation_function == "gelu_new"
+    assert fused.config.activation_function == "gelu_pytorch_tanh"
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    with torch.no_grad():
+        assert torch.allclose(plain(ids).logits, fused(ids).logits, atol=1e-5)

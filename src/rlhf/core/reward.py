@@ -21,7 +21,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from rlhf.core.io import atomic_replace_dir, atomic_write_json
-from rlhf.core.models import LoraConfig, apply_lora, enable_checkpointing, model_source, resolve_dtype, set_dropout
+from rlhf.core.models import (
+    LoraConfig, apply_lora, enable_checkpointing, model_source, resolve_dtype, set_dropout, use_fused_activations,
+)
 
 FORMAT = "rlhf.reward_model/1"
 
@@ -123,6 +125,7 @@ def reward_model_from_lm(
     source = model_source(name_or_path)
     config = AutoConfig.from_pretrained(source)
     set_dropout(config, dropout)
+    use_fused_activations(config)
     body = AutoModel.from_pretrained(source, config=config, dtype=resolve_dtype(dtype), attn_implementation="sdpa")
     if gradient_checkpointing:
         enable_checkpointing(body)
@@ -136,7 +139,7 @@ def reward_model_from_lm(
 
 def load_reward_model(path: str | Path, dtype: str = "float32", device: str | None = None) -> RewardModel:
     """Load a reward model folder written by `rlhf rm` (or RewardModel.save)."""
-    from transformers import AutoModel
+    from transformers import AutoConfig, AutoModel
 
     from rlhf.core.models import load_tokenizer
 
@@ -145,7 +148,9 @@ def load_reward_model(path: str | Path, dtype: str = "float32", device: str | No
     if not meta_file.exists():
         raise FileNotFoundError(f"{path} is not a reward model folder (no reward_model.json); train one with `rlhf rm`")
     meta = json.loads(meta_file.read_text())
-    body = AutoModel.from_pretrained(str(path), dtype=resolve_dtype(dtype), attn_implementation="sdpa")
+    config = AutoConfig.from_pretrained(str(path))
+    use_fused_activations(config)
+    body = AutoModel.from_pretrained(str(path), config=config, dtype=resolve_dtype(dtype), attn_implementation="sdpa")
     model = RewardModel(body, _hidden_size(body.config), offset=meta.get("offset", 0.0))
     head = load_file(str(path / "reward_head.safetensors"))
     with torch.no_grad():
