@@ -40,7 +40,8 @@ class DemoConfig:
     seed: int = 0
     """World seed (facts, users, labelers) and the seed of every stage."""
     quick: bool = False
-    """One small size, fewer steps and prompts: the same report in ~3 minutes (a smoke test, not the result)."""
+    """One small size, a third of the data, fewer PPO episodes and eval prompts: the same report in ~1-2 minutes
+    (a smoke test of the pipeline, not the result)."""
     sizes: list[str] = field(default_factory=lambda: ["small", "medium", "large"])
     """Model sizes to run, smallest first (quick: small only)."""
     threads: int = 1
@@ -50,19 +51,20 @@ class DemoConfig:
     """Folder of cached base models (see `rlhf pretrain`); empty: $RLHF_CACHE or ~/.cache/rlhf."""
     pretrain_steps: int = 200
     """Pretraining steps per size; the models are cached, so only the first run pays (quick shares the small one)."""
-    data_scale: float = 0.025
-    """Dataset size as a fraction of the paper's Table 6 (0.025 = ~320 SFT, ~830 RM, ~780 PPO prompts)."""
+    data_scale: float = 0.05
+    """Dataset size as a fraction of the paper's Table 6 (0.05 = 637 SFT, 1,660 RM, 1,557 PPO prompts; the world
+    runs out of distinct customer prompts a little above 0.06). Quick: 0.025."""
     eval_prompts: int = 200
     """Held-out customer prompts for the win rates and flags (quick: 100)."""
-    sft_epochs: float = 8.0
+    sft_epochs: float = 6.0
     """SFT passes over the demonstrations (the paper: 16)."""
     sft_lr: float = 1e-3
     """SFT peak learning rate."""
-    rm_size: str = "medium"
+    rm_size: str = "large"
     """Size of the SFT model the single reward model starts from (the paper: 6B for every policy size)."""
-    rm_policy_samples: int = 2
+    rm_policy_samples: int = 3
     """Responses per comparison sampled from the SFT models (one size per prompt in turn)."""
-    rm_world_samples: int = 2
+    rm_world_samples: int = 3
     """Responses per comparison of mixed quality written by the world (like samples of other models)."""
     rm_epochs: float = 2.0
     """Reward-model passes over the comparisons (the paper: 1)."""
@@ -72,9 +74,9 @@ class DemoConfig:
     """PPO episodes per run (quick: 256)."""
     ppo_lr: float = 3e-4
     """PPO peak learning rate of policy and value model."""
-    kl_coef: float = 0.02
-    """beta, the per-token KL penalty toward the SFT model (the paper: 0.02)."""
-    ptx_coef: float = 1.0
+    kl_coef: float = 0.1
+    """beta, the per-token KL penalty toward the SFT model (the paper: 0.02, with a far better reward model)."""
+    ptx_coef: float = 0.25
     """gamma of PPO-ptx, weight of the pretraining loss (per token; the paper's 27.8 is on its own scale)."""
     max_new_tokens: int = 32
     """Response length cap for sampling, PPO and evaluation (demonstrations average ~9 tokens)."""
@@ -100,6 +102,10 @@ class DemoConfig:
     @property
     def reward_size(self) -> str:
         return self.rm_size if self.rm_size in self.run_sizes else self.run_sizes[-1]
+
+    @property
+    def scale(self) -> float:
+        return min(self.data_scale, 0.025) if self.quick else self.data_scale
 
     @property
     def num_eval_prompts(self) -> int:
@@ -177,8 +183,8 @@ def prepare_data(world, data: Path, config: DemoConfig) -> dict[str, list[dict]]
     and by held-out labelers) and the truthfulness / harmful-request sets of section 6."""
     from rlhf.world.datasets import build_datasets, build_prompt_sets
 
-    build_datasets(world, data, scale=config.data_scale, n_eval=config.eval_prompts)
-    sets = build_prompt_sets(world, config.data_scale, config.eval_prompts)
+    build_datasets(world, data, scale=config.scale, n_eval=config.eval_prompts)
+    sets = build_prompt_sets(world, config.scale, config.eval_prompts)
     used = {p["prompt"] for records in sets.values() for p in records}
     special = world.prompts(3000, split="test", stream="demo-special", exclude=used)
     sets["truth"] = [p for p in special if p["task"]["type"] == "false_premise"][:60]
@@ -237,7 +243,7 @@ def build_comparisons(world, sets: dict, sft_paths: dict[str, str], data: Path, 
 # -- main ------------------------------------------------------------------------------------
 def main(config: DemoConfig, out: str, resume: bool = False) -> dict:
     from rlhf.world import World
-    from rlhf.world.evaluate import rm_accuracy
+    from rlhf.world.evaluate import gold_accuracy, rm_accuracy
     from rlhf.world.measure import evaluate_models
     from rlhf.world.report import write_report
 
@@ -277,10 +283,13 @@ def main(config: DemoConfig, out: str, resume: bool = False) -> dict:
     from rlhf.core.reward import load_reward_model
 
     rm = load_reward_model(runs / "rm" / "final")
+    heldout_by_id = {r["id"]: r for r in sets["rm_heldout"]}
     metrics: dict = {
         "rm/accuracy_train_labelers": rm_accuracy(rm, comparisons["rm_heldout"], 256),
         "rm/accuracy_heldout_labelers": rm_accuracy(rm, comparisons["rm_heldout_by_heldout"], 256),
         "rm/accuracy_valid": rm_metrics.get("rm/eval_accuracy", float("nan")),
+        "rm/gold_accuracy_train_labelers": gold_accuracy(world, heldout_by_id, comparisons["rm_heldout"]),
+        "rm/gold_accuracy_heldout_labelers": gold_accuracy(world, heldout_by_id, comparisons["rm_heldout_by_heldout"]),
         "labelers/agreement": world.agreement(),
     }
     paths = {("gpt", s): bases[s]["path"] for s in sizes}

@@ -149,6 +149,19 @@ def rm_accuracy(reward_model, comparisons: list[dict], max_length: int) -> float
     return hits / max(pairs, 1)
 
 
+def gold_accuracy(world, records_by_id: dict[str, dict], comparisons: list[dict]) -> float:
+    """The same pairwise accuracy for the noise-free gold standard: the most any reward model
+    can expect against these noisy labelers (two equally useless samples tie and count half)."""
+    hits, pairs = 0.0, 0
+    for c in comparisons:
+        record = records_by_id[c["prompt_id"]]
+        s = gold_scores(world, [record] * len(c["responses"]), c["responses"])
+        for better, worse in ranking_pairs([g if isinstance(g, list) else [g] for g in c["ranking"]]):
+            hits += 1.0 if s[better] > s[worse] else 0.5 if s[better] == s[worse] else 0.0
+            pairs += 1
+    return hits / max(pairs, 1)
+
+
 def kl_at_peak(kls: list[float], golds: list[float]) -> tuple[float, float]:
     """(KL, gold) where the gold reward of the PPO run peaked (smoothed over 3 iterations)."""
     if not golds:

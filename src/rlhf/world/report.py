@@ -164,7 +164,7 @@ def write_report(out: Path, config, metrics: dict, details: dict, bases: dict) -
               "| result | came out | numbers |", "|---|---|---|"]
     lines += [f"| {claim} | {'yes' if ok else '**no**'} | {numbers} |" for claim, ok, numbers in results]
     lines += sections(metrics, sizes, details, has_overopt, config)
-    lines += missing(results)
+    lines += missing(results, metrics, sizes)
     (out / "report.md").write_text("\n".join(lines) + "\n")
 
 
@@ -204,7 +204,10 @@ def sections(metrics: dict, sizes: list[str], details: dict, has_overopt: bool, 
               f"Reward-model pairwise accuracy on the same fresh comparisons ranked by training labelers: "
               f"**{100 * metrics['rm/accuracy_train_labelers']:.1f}%**, by held-out labelers: "
               f"**{100 * metrics['rm/accuracy_heldout_labelers']:.1f}%** (the paper: 72.4% and 69.6%). "
-              f"Inter-labeler agreement {100 * metrics['labelers/agreement']:.1f}% (the paper: 72.6%) bounds both.", "",
+              f"Inter-labeler agreement {100 * metrics['labelers/agreement']:.1f}% (the paper: 72.6%) bounds both: the "
+              f"noise-free gold standard itself orders {100 * metrics.get('rm/gold_accuracy_train_labelers', float('nan')):.1f}%"
+              f" / {100 * metrics.get('rm/gold_accuracy_heldout_labelers', float('nan')):.1f}% of the same pairs as the "
+              "labelers did (two equally useless samples tie).", "",
               "## 4. Alignment tax", "",
               "Perplexity of held-out web text and accuracy on the world's public NLP tasks (fact cloze, sums, "
               "review sentiment). The PPO-ptx mix of pretraining gradients is meant to pay this tax back.", "",
@@ -238,9 +241,25 @@ def sections(metrics: dict, sizes: list[str], details: dict, has_overopt: bool, 
     return lines
 
 
-def missing(results) -> list[str]:
+def missing(results, metrics: dict, sizes: list[str]) -> list[str]:
+    """The results that did not come out, with the diagnostics that say why: how well the reward
+    model could rank at all, and how much of each PPO run's reward-model gain was a gold gain."""
     failed = [claim for claim, ok, _ in results if not ok]
+    lines = ["## What did not come out", ""]
     if not failed:
-        return ["## What did not come out", "", "Every result above came out in this run.", ""]
-    return ["## What did not come out", "", *[f"- {claim}" for claim in failed], "",
-            "See docs/demo.md for what was measured about why, and the numbers above for how far off each is.", ""]
+        return lines + ["Every result above came out in this run.", ""]
+    lines += [f"- {claim}" for claim in failed]
+    lines += ["", "Diagnostics:", "",
+              f"- reward model: {100 * metrics['rm/accuracy_train_labelers']:.1f}% pairwise accuracy where the gold "
+              f"standard reaches {100 * metrics.get('rm/gold_accuracy_train_labelers', float('nan')):.1f}%; a weak proxy "
+              "gives PPO little true signal to climb."]
+    for s in sizes:
+        for name in ("ppo", "ppo_ptx"):
+            k = f"{name}_{s}"
+            if f"overopt/gold_first_{k}" in metrics:
+                lines.append(
+                    f"- {k}: reward-model score {_f(metrics.get(f'{name}/reward_first_{s}'))} -> "
+                    f"{_f(metrics.get(f'{name}/reward_last_{s}'))}, gold {_f(metrics[f'overopt/gold_first_{k}'])} -> "
+                    f"{_f(metrics[f'overopt/gold_last_{k}'])} over the run (KL {_f(metrics[f'overopt/kl_last_{k}'], 1)}); "
+                    f"eval gold {_f(metrics.get(f'gold/score_{k}'))} vs SFT {_f(metrics.get(f'gold/score_sft_{s}'))}")
+    return lines + [""]
