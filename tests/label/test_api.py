@@ -227,7 +227,7 @@ def test_next_task_kind_filter(db, people, client_for, tmp_path):
 
 
 def test_candidates_get_screening_admins_see_scores_and_approve(db, people, client_for, tmp_path):
-    from label_helpers import write_jsonl
+    from tests.label.label_helpers import write_jsonl
 
     from rlhf.label import imports
 
