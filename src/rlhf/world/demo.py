@@ -49,7 +49,7 @@ class DemoConfig:
     on a busy machine two spinning OpenMP threads were measured 14x slower per step than one."""
     cache: str = ""
     """Folder of cached base models (see `rlhf pretrain`); empty: $RLHF_CACHE or ~/.cache/rlhf."""
-    pretrain_steps: int = 200
+    pretrain_steps: int = 600
     """Pretraining steps per size; the models are cached, so only the first run pays (quick shares the small one)."""
     data_scale: float = 0.05
     """Dataset size as a fraction of the paper's Table 6 (0.05 = 637 SFT, 1,660 RM, 1,557 PPO prompts; the world
