@@ -173,7 +173,7 @@ def train_size(config: PretrainConfig, size: str, tokenizer, blocks: torch.Tenso
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        window.append(float(loss))
+        window.append(loss.detach().item())
         bar.update(1)
         if (step + 1) % config.logging_steps == 0 or step + 1 == config.steps:
             mean = sum(window) / len(window)
