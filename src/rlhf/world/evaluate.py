@@ -9,8 +9,6 @@ numbers, `rlhf.eval`), so differences between models are not differences of luck
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from rlhf.data.rankings import ranking_pairs
@@ -169,7 +167,3 @@ def kl_at_peak(kls: list[float], golds: list[float]) -> tuple[float, float]:
     smooth = [sum(golds[max(0, i - 1) : i + 2]) / len(golds[max(0, i - 1) : i + 2]) for i in range(len(golds))]
     i = max(range(len(smooth)), key=smooth.__getitem__)
     return kls[i], smooth[i]
-
-
-def finite(x: float) -> float:
-    return x if isinstance(x, float) and math.isfinite(x) else float("nan")

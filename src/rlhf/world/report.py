@@ -174,7 +174,7 @@ def header(config, metrics: dict, sizes: list[str], params: dict) -> list[str]:
         "# rlhf demo: InstructGPT on the embedded world", "",
         f"World seed {config.seed}; sizes {', '.join(f'{s} ({params[s] / 1e6:.2f}M parameters)' for s in sizes)}"
         f"{' (quick: a smoke test of the pipeline, too small and short for the results)' if config.quick else ''}.",
-        f"Every model is judged by the {4} held-out labelers (who wrote no training data) on "
+        f"Every model is judged by the 4 held-out labelers (who wrote no training data) on "
         f"{config.num_eval_prompts} prompts of held-out customers; flags come from the gold standard.", "",
         f"Total time {metrics['time/total_s']:.0f} s (" + ", ".join(
             f"{k[5:-2]} {v:.0f} s" for k, v in metrics.items() if k.startswith("time/") and k != "time/total_s")
