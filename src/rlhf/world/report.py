@@ -112,21 +112,39 @@ def plot_grouped(metrics: dict, sizes: list[str], keys: list[tuple[str, str]], m
     plt.close(fig)
 
 
+def binned(xs: list[float], ys: list[float], bins: int = 5) -> tuple[list[float], list[float]]:
+    """Means of y over equal-count bins of x, in x order: the trend through noisy per-iteration points."""
+    pts = sorted(zip(xs, ys))
+    size = max(1, -(-len(pts) // bins))
+    groups = [pts[i : i + size] for i in range(0, len(pts), size)]
+    return [sum(x for x, _ in g) / len(g) for g in groups], [sum(y for _, y in g) / len(g) for g in groups]
+
+
 def plot_overopt(curves: dict, path: Path) -> bool:
+    """One panel per PPO run (rows: PPO, PPO-ptx; columns: sizes): each iteration's mean
+    reward-model and gold score against its KL, points, with the binned trend as a line."""
     runs = {k: v for k, v in curves.items() if v}
     if not runs:
         return False
+    sizes = sorted({k.rsplit("_", 1)[1] for k in runs}, key=lambda s: list(curves).index(f"ppo_{s}"))
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(runs), figsize=(3.6 * len(runs), 3.4), squeeze=False)
-    for ax, (name, curve) in zip(axes[0], runs.items()):
-        kl = [c["kl"] for c in curve]
-        ax.plot(kl, [c["reward"] for c in curve], marker=".", color="#dd8452", label="reward model")
-        ax.set_xlabel("KL to SFT (nats / response)")
-        ax.set_ylabel("reward-model score", color="#dd8452")
-        twin = ax.twinx()
-        twin.plot(kl, [c["gold"] for c in curve], marker=".", color="#4c72b0", label="gold")
-        twin.set_ylabel("gold score", color="#4c72b0")
-        ax.set_title(name.replace("_", "-"), fontsize=9)
+    fig, axes = plt.subplots(2, len(sizes), figsize=(3.8 * len(sizes), 6), squeeze=False)
+    for row, name in enumerate(("ppo", "ppo_ptx")):
+        for col, size in enumerate(sizes):
+            ax, curve = axes[row][col], runs.get(f"{name}_{size}", [])
+            if not curve:
+                ax.set_visible(False)
+                continue
+            kl = [c["kl"] for c in curve]
+            twin = ax.twinx()
+            for axis, key, color in ((ax, "reward", "#dd8452"), (twin, "gold", "#4c72b0")):
+                values = [c[key] for c in curve]
+                axis.scatter(kl, values, s=10, alpha=0.45, color=color)
+                axis.plot(*binned(kl, values), color=color, linewidth=2)
+            ax.set_ylabel("reward-model score", color="#dd8452", fontsize=8)
+            twin.set_ylabel("gold score", color="#4c72b0", fontsize=8)
+            ax.set_xlabel("KL to SFT (nats / response)", fontsize=8)
+            ax.set_title(f"{name.replace('_', '-')} {size}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
