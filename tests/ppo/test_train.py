@@ -84,8 +84,10 @@ def test_ptx_limits_the_rise_of_the_pretraining_loss(ppo_world, tmp_path):
         config = load_config(PPOConfig, None, world_args(ppo_world, total_episodes=96, ptx_coef=ptx_coef, ptx_batch_size=8))
         main(config, str(tmp_path / f"ptx{ptx_coef}"))
         rises[ptx_coef] = pretrain_nll(str(tmp_path / f"ptx{ptx_coef}" / "final"), ppo_world["pretrain_file"]) - start
-    assert rises[0.0] > 0, rises  # plain PPO drifts away from the pretraining text ...
-    assert rises[1.0] < rises[0.0] - 0.05, rises  # ... and with the ptx term the loss rises less (here: falls)
+    # The claim: with the ptx term the pretraining loss rises less than without it (here it
+    # falls). Which way plain PPO drifts on this tiny world is not fixed: float-level changes to the
+    # model (e.g. the fused GELU kernel) moved it from +0.1 to -0.1 nats, so only the gap is asserted.
+    assert rises[1.0] < rises[0.0] - 0.05, rises
 
 
 def cli(out: Path, args: list[str], resume: bool = False) -> subprocess.Popen:
