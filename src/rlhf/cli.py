@@ -88,13 +88,31 @@ def run_stage(stage: str, argv: list[str]) -> int:
     try:
         metrics = main_fn(config, args.out, resume=args.resume)
     except ConfigError as e:
+        _close_process_group(barrier=False)
         print(f"rlhf {stage}: {e}", file=sys.stderr)
         return 2
+    except BaseException:
+        _close_process_group(barrier=False)  # another rank may never reach a barrier
+        raise
+    _close_process_group(barrier=True)
     if metrics and os.environ.get("RANK", "0") == "0":  # one summary, not one per process
         width = max(len(k) for k in metrics)
         for key, value in metrics.items():
             print(f"{key:<{width}}  {value:.6g}" if isinstance(value, float) else f"{key:<{width}}  {value}")
     return 0
+
+
+def _close_process_group(barrier: bool) -> None:
+    """Tear down torch.distributed before the interpreter exits: gloo's threads otherwise can
+    abort a rank at exit ("terminate called without an active exception", seen in CI)."""
+    if "torch" not in sys.modules:
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        if barrier:
+            dist.barrier()
+        dist.destroy_process_group()
 
 
 def main(argv: list[str] | None = None) -> int:
