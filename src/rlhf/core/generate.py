@@ -1,5 +1,12 @@
-"""Batched sampling from a causal LM with a KV cache: left padding, temperature,
-top-p, a maximum response length and stop at EOS."""
+"""Batched sampling from a causal LM with a KV cache: left padding, temperature, top-p,
+a maximum response length and stop at EOS. One sampler for every stage (PPO rollouts,
+eval, SFT's validation-reward selection).
+
+Prompts are left-padded to (B, P) and responses right-padded to (B, R). Sampling draws
+one uniform number per (episode, token) from a generator seeded by the episode's global
+index and picks the token by inverse CDF, so an episode's response depends on its own
+prompt and the weights only: the same with 1 or 2 processes, in any batch, after a resume.
+"""
 
 from __future__ import annotations
 
@@ -17,31 +24,86 @@ def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch
     return ids, mask
 
 
+def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that skip left padding. (B, T) -> (B, T)."""
+    return (mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def episode_noise(seed: int, episode_ids: list[int], length: int) -> torch.Tensor:
+    """(B, length) uniforms, row b a function of (seed, episode_ids[b]) only."""
+    rows = [torch.rand(length, generator=torch.Generator().manual_seed(seed * 1_000_000_007 + e)) for e in episode_ids]
+    return torch.stack(rows)  # (B, length)
+
+
+def pick_tokens(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """Sample one token per row by inverse CDF of softmax(logits / temperature), restricted to
+    the top-p nucleus; temperature 0 picks the argmax. logits (B, V), u (B,) uniforms in [0, 1) -> (B,) token ids."""
+    if temperature <= 0:  # greedy
+        return logits.argmax(-1)
+    probs = (logits.float() / temperature).softmax(-1)  # (B, V)
+    order = None
+    if top_p < 1.0:
+        probs, order = probs.sort(-1, descending=True)
+        probs = probs * ((probs.cumsum(-1) - probs) < top_p)  # keep tokens until the mass reaches top_p
+    cdf = probs.cumsum(-1)  # (B, V)
+    picked = torch.searchsorted(cdf, (u.to(cdf) * cdf[:, -1]).unsqueeze(-1), right=True).clamp(max=cdf.shape[-1] - 1)
+    return (order.gather(-1, picked) if order is not None else picked).squeeze(-1)  # (B,)
+
+
 @torch.no_grad()
+def sample(model, prompts: list[list[int]], noise: torch.Tensor, temperature: float, top_p: float, eos_id: int,
+           pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Sample a response for each prompt with a KV cache: one prefill, then one token a step,
+    stopping at EOS (kept) or after noise.shape[1] tokens.
+
+    Returns prompt_ids, prompt_mask (B, P) and response_ids, response_mask (B, R)."""
+    device = next(model.parameters()).device
+    B, R = noise.shape
+    prompt_ids, prompt_mask = (x.to(device) for x in left_pad(prompts, pad_id))  # (B, P)
+    response_ids = torch.full((B, R), pad_id, dtype=torch.long, device=device)  # (B, R)
+    done = torch.zeros(B, dtype=torch.bool, device=device)  # (B,)
+    mask = prompt_mask
+    positions = positions_from_mask(mask)
+    out = model(input_ids=prompt_ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+    noise = noise.to(device)
+    for t in range(R):
+        token = pick_tokens(out.logits[:, -1], noise[:, t], temperature, top_p)  # (B,)
+        token = torch.where(done, pad_id, token)
+        response_ids[:, t] = token
+        done = done | (token == eos_id)
+        if t == R - 1 or bool(done.all()):
+            break
+        mask = torch.cat([mask, (~done).long().unsqueeze(-1)], -1)  # finished rows attend to nothing new
+        positions = positions[:, -1:] + 1  # (B, 1)
+        out = model(input_ids=token.unsqueeze(-1), attention_mask=mask, position_ids=positions,
+                    past_key_values=out.past_key_values, use_cache=True)
+    return prompt_ids, prompt_mask, response_ids, response_mask_from(response_ids, eos_id, pad_id)
+
+
+def response_mask_from(response_ids: torch.Tensor, eos_id: int, pad_id: int) -> torch.Tensor:
+    """True on tokens up to and including the first EOS. (B, R) -> (B, R) long.
+
+    Built from EOS positions, not from pad ids: a model whose pad token is its EOS still
+    keeps its real EOS (details checklist: pad token is not EOS)."""
+    is_eos = response_ids == eos_id  # (B, R)
+    after_eos = (is_eos.long().cumsum(-1) - is_eos.long()) > 0  # strictly after the first EOS
+    return (~after_eos).long()
+
+
 def generate(
     model, tokenizer, prompts: list[list[int]], max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0,
-    do_sample: bool = True, micro_batch_size: int = 64,
+    do_sample: bool = True, micro_batch_size: int = 64, seed: int = 0,
 ) -> list[list[int]]:
     """Response token ids for each prompt, cut after the first EOS (kept) or at max_new_tokens."""
-    from transformers import GenerationConfig
-
-    device = next(model.parameters()).device
-    eos = tokenizer.eos_token_id
-    gen_config = GenerationConfig(
-        max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature if do_sample else None,
-        top_p=top_p if do_sample else None, top_k=0 if do_sample else None, eos_token_id=eos,
-        pad_token_id=tokenizer.pad_token_id, use_cache=True,
-    )
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     was_training = model.training
     model.eval()
     out: list[list[int]] = []
     for i in range(0, len(prompts), micro_batch_size):
         chunk = prompts[i : i + micro_batch_size]
-        ids, mask = left_pad(chunk, tokenizer.pad_token_id)
-        seq = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=gen_config)
-        for row in seq[:, ids.shape[1] :].tolist():
-            if eos in row:
-                row = row[: row.index(eos) + 1]
-            out.append(row)
+        noise = episode_noise(seed, list(range(i, i + len(chunk))), max_new_tokens)  # (B, R)
+        _, _, response_ids, response_mask = sample(model, chunk, noise, temperature if do_sample else 0.0, top_p,
+                                                   eos, pad)
+        out += [row[: int(n)] for row, n in zip(response_ids.tolist(), response_mask.sum(-1).tolist())]
     model.train(was_training)
     return out

@@ -20,74 +20,14 @@ from dataclasses import dataclass, fields
 import torch
 from torch import nn
 
-from rlhf.core.generate import left_pad
+# The sampler lives in core so SFT's validation-reward selection and eval share it; the names
+# stay importable from here.
+from rlhf.core.generate import (  # noqa: F401
+    episode_noise, left_pad, pick_tokens, positions_from_mask, response_mask_from, sample,
+)
 from rlhf.core.lm import backbone_and_head
 from rlhf.core.ops import entropy_from_logits, token_logprobs
 from rlhf.core.reward import last_token_index
-
-
-def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:
-    """Position ids that skip left padding. (B, T) -> (B, T)."""
-    return (mask.long().cumsum(-1) - 1).clamp(min=0)
-
-
-def episode_noise(seed: int, episode_ids: list[int], length: int) -> torch.Tensor:
-    """(B, length) uniforms, row b a function of (seed, episode_ids[b]) only."""
-    rows = [torch.rand(length, generator=torch.Generator().manual_seed(seed * 1_000_000_007 + e)) for e in episode_ids]
-    return torch.stack(rows)  # (B, length)
-
-
-def pick_tokens(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
-    """Sample one token per row by inverse CDF of softmax(logits / temperature), restricted to
-    the top-p nucleus. logits (B, V), u (B,) uniforms in [0, 1) -> (B,) token ids."""
-    probs = (logits.float() / temperature).softmax(-1)  # (B, V)
-    order = None
-    if top_p < 1.0:
-        probs, order = probs.sort(-1, descending=True)
-        probs = probs * ((probs.cumsum(-1) - probs) < top_p)  # keep tokens until the mass reaches top_p
-    cdf = probs.cumsum(-1)  # (B, V)
-    picked = torch.searchsorted(cdf, (u.to(cdf) * cdf[:, -1]).unsqueeze(-1), right=True).clamp(max=cdf.shape[-1] - 1)
-    return (order.gather(-1, picked) if order is not None else picked).squeeze(-1)  # (B,)
-
-
-@torch.no_grad()
-def sample(model, prompts: list[list[int]], noise: torch.Tensor, temperature: float, top_p: float, eos_id: int,
-           pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Sample a response for each prompt with a KV cache: one prefill, then one token a step,
-    stopping at EOS (kept) or after noise.shape[1] tokens.
-
-    Returns prompt_ids, prompt_mask (B, P) and response_ids, response_mask (B, R)."""
-    device = next(model.parameters()).device
-    B, R = noise.shape
-    prompt_ids, prompt_mask = (x.to(device) for x in left_pad(prompts, pad_id))  # (B, P)
-    response_ids = torch.full((B, R), pad_id, dtype=torch.long, device=device)  # (B, R)
-    done = torch.zeros(B, dtype=torch.bool, device=device)  # (B,)
-    mask = prompt_mask
-    positions = positions_from_mask(mask)
-    out = model(input_ids=prompt_ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
-    noise = noise.to(device)
-    for t in range(R):
-        token = pick_tokens(out.logits[:, -1], noise[:, t], temperature, top_p)  # (B,)
-        token = torch.where(done, pad_id, token)
-        response_ids[:, t] = token
-        done = done | (token == eos_id)
-        if t == R - 1 or bool(done.all()):
-            break
-        mask = torch.cat([mask, (~done).long().unsqueeze(-1)], -1)  # finished rows attend to nothing new
-        positions = positions[:, -1:] + 1  # (B, 1)
-        out = model(input_ids=token.unsqueeze(-1), attention_mask=mask, position_ids=positions,
-                    past_key_values=out.past_key_values, use_cache=True)
-    return prompt_ids, prompt_mask, response_ids, response_mask_from(response_ids, eos_id, pad_id)
-
-
-def response_mask_from(response_ids: torch.Tensor, eos_id: int, pad_id: int) -> torch.Tensor:
-    """True on tokens up to and including the first EOS. (B, R) -> (B, R) long.
-
-    Built from EOS positions, not from pad ids: a model whose pad token is its EOS still
-    keeps its real EOS (details checklist: pad token is not EOS)."""
-    is_eos = response_ids == eos_id  # (B, R)
-    after_eos = (is_eos.long().cumsum(-1) - is_eos.long()) > 0  # strictly after the first EOS
-    return (~after_eos).long()
 
 
 def response_logits(lm, ids: torch.Tensor, mask: torch.Tensor, prompt_len: int) -> torch.Tensor:
