@@ -166,10 +166,11 @@ def main(config: RMConfig, out: str, resume: bool = False) -> dict[str, float]:
 
     # --- finish: normalise so the reference set scores mean 0, then save final/ ----
     final_model = accelerator.unwrap_model(net, keep_torch_compile=False)
-    offset, source = normalisation_offset(final_model, config)
-    final_model.offset.fill_(offset)
-    log.info("normalisation: reference mean reward %.4f (%s) is now 0", offset, source)
-    if accelerator.is_main_process:
+    offset = float("nan")
+    if accelerator.is_main_process:  # only the main process saves, so only it scores the reference set
+        offset, source = normalisation_offset(final_model, config)
+        final_model.offset.fill_(offset)
+        log.info("normalisation: reference mean reward %.4f (%s) is now 0", offset, source)
         final_model.save(out / "final", extra={"offset_source": source, "trained_from": config.model})
     accelerator.wait_for_everyone()
     final = {k: v for h in run.history for k, v in h.items() if k != "step"}  # latest value of each metric
