@@ -168,7 +168,29 @@ def _partial(kb, task, rng):
         return f"it is {task['answer']} or {wrong}."
     if t == "decline":
         return "i do not know."
-    return ideal_response(kb, task, rng, style=0.0).split(".")[0] + " and more."
+    # Each kind is half right in its own words. An earlier version appended one shared phrase
+    # ("and more.") to an otherwise full answer: the reward model learned the phrase as a marker
+    # of "better than useless" and PPO learned to append it (docs/demo.md).
+    e = task.get("entity")
+    if t == "describe":
+        return f"a {kb.attribute(e, 'color')} {e}."  # one fact where two were asked for
+    if t == "ad":
+        return f"this is {e}."  # names the product, sells nothing
+    if t == "summary":
+        return f"it is about the {e}."  # the topic, none of the facts
+    if t == "label":  # a hedge between the right label and a wrong one
+        other = rng.choice([x for x in task["labels"] if x != task["answer"]])
+        return f"{task['answer']} or {other}." if rng.random() < 0.5 else f"{other} or {task['answer']}."
+    if t == "chat_recall":
+        return f"hi {task['name']}!"  # friendly, but does not recall
+    if t == "chat_greet":
+        return "i am fine."  # greets, offers no help
+    if t == "story":
+        return f"the {e} went out."  # too short to be a story
+    if t == "sequence" and task["answer"][0].isdigit():  # a hedge between the number and its neighbour
+        a = int(task["answer"][0])
+        return f"it is {a} or {a + 1}." if rng.random() < 0.5 else f"it is {a - 1} or {a}."
+    return ideal_response(kb, task, rng, style=0.0)
 
 
 def _wrong(kb, task, rng):
