@@ -71,6 +71,18 @@ def test_cache_key_changes_with_what_decides_the_weights(tmp_path):
     assert cache_dir(base, "small").name.startswith("world-0-small-")
 
 
+def test_cache_key_changes_when_the_worlds_text_changes(tmp_path, monkeypatch):
+    """A change to the world's code (its text, its vocabulary) must not reuse a model trained on the old text:
+    a stale cached model has a different tokenizer from the freshly trained sizes."""
+    from rlhf.world import World
+
+    base = small_config(tmp_path)
+    before = cache_dir(base, "small")
+    original = World.pretraining_text
+    monkeypatch.setattr(World, "pretraining_text", lambda self, n, split="train": original(self, n, split)[::-1])
+    assert cache_dir(base, "small") != before
+
+
 def test_a_half_written_model_is_not_taken_for_a_cached_one(tmp_path):
     from rlhf.world.pretrain import cached_summary
 

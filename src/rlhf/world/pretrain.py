@@ -100,10 +100,24 @@ def cache_root(config: PretrainConfig) -> Path:
     return Path(os.environ.get("RLHF_CACHE", "~/.cache/rlhf")).expanduser()
 
 
+def world_fingerprint(config: PretrainConfig) -> str:
+    """A hash of what the world writes: its vocabulary (the tokenizer) and its pretraining text. A change
+    to the world's code changes these without changing any setting, and must not reuse a stale model."""
+    from rlhf.world import World, vocabulary
+
+    world = World(config.seed)
+    h = hashlib.sha256("\n".join(sorted(vocabulary())).encode())
+    for split, n in (("train", config.documents), ("heldout", config.heldout_documents)):
+        h.update("\n".join(world.pretraining_text(n, split=split)).encode())
+    return h.hexdigest()[:16]
+
+
 def cache_dir(config: PretrainConfig, size: str) -> Path:
-    """world-<seed>-<size>-<hash>: the hash covers every field that changes the weights."""
+    """world-<seed>-<size>-<hash>: the hash covers every field that changes the weights, and the world's
+    text and vocabulary."""
     decisive = {k: v for k, v in to_dict(config).items() if k not in ("sizes", "cache", "logging_steps", "threads")}
-    key = json.dumps({"version": CACHE_VERSION, "shape": SIZES[size], **decisive}, sort_keys=True)
+    key = json.dumps({"version": CACHE_VERSION, "shape": SIZES[size], "world": world_fingerprint(config), **decisive},
+                     sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:10]
     return cache_root(config) / f"world-{config.seed}-{size}-{digest}"
 
