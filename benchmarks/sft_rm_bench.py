@@ -8,7 +8,9 @@ rankings have K responses of 32 tokens after a 96-token prompt; we take 2 rankin
 a micro-batch, TRL's RewardTrainer gets the same rankings expanded into C(K,2)
 chosen/rejected pairs, 8 pairs a batch. Both sides see identical text and count
 throughput the same way: tokens (or rankings) trained divided by the wall time of
-the training loop after a warm-up, excluding set-up. TRL is optional
+the training loop after a warm-up, excluding set-up. TRL runs twice: with its own
+defaults (`trl`), and in its best fair setting (`trl_best`: gradient checkpointing
+off, which TRL 1.x turns on by default and ours leaves off). TRL is optional
 (`pip install -e .[bench]`); without it only our numbers are printed.
 """
 
@@ -132,7 +134,9 @@ class _Timer:
         self.steps = 0
 
 
-def trl_sft(model_dir: Path, data: Path, steps: int, precision: str, out: Path, defaults: bool = False) -> float:
+def trl_sft(model_dir: Path, data: Path, steps: int, precision: str, out: Path, best: bool = False) -> float:
+    """TRL's SFTTrainer with its defaults, or in its best fair setting: TRL 1.x turns gradient
+    checkpointing on by default (recomputing every forward), which ours does not do unless asked."""
     import datasets
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
@@ -143,7 +147,7 @@ def trl_sft(model_dir: Path, data: Path, steps: int, precision: str, out: Path, 
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     warmup = max(1, steps // 3)
     timer = _Timer(warmup)
-    kwargs = {} if defaults else {"dataloader_num_workers": 0}
+    kwargs = {"gradient_checkpointing": False} if best else {}
     args = SFTConfig(
         output_dir=str(out), max_steps=steps, per_device_train_batch_size=8, max_length=256, learning_rate=1e-4,
         logging_steps=steps, report_to="none", save_strategy="no", use_cpu=True, bf16=precision == "bf16",
@@ -153,7 +157,7 @@ def trl_sft(model_dir: Path, data: Path, steps: int, precision: str, out: Path, 
     return timer.steps * 8 * 256 / (timer.end - timer.start)
 
 
-def trl_rm(model_dir: Path, data: Path, steps: int, precision: str, out: Path, k: int) -> float:
+def trl_rm(model_dir: Path, data: Path, steps: int, precision: str, out: Path, k: int, best: bool = False) -> float:
     import datasets
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from trl import RewardConfig, RewardTrainer
@@ -174,7 +178,7 @@ def trl_rm(model_dir: Path, data: Path, steps: int, precision: str, out: Path, k
     args = RewardConfig(
         output_dir=str(out), max_steps=steps, per_device_train_batch_size=8, max_length=256, learning_rate=1e-5,
         logging_steps=steps, report_to="none", save_strategy="no", use_cpu=True, bf16=precision == "bf16",
-        dataloader_num_workers=0)
+        dataloader_num_workers=0, **({"gradient_checkpointing": False} if best else {}))
     trainer = RewardTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, callbacks=[timer.callback])
     trainer.train()
     pairs_per_s = timer.steps * 8 / (timer.end - timer.start)
@@ -214,6 +218,8 @@ def main() -> None:
                             model_dir, data, args.steps, precision, tmp / f"c-sft-{precision}", compile=True)
                 if have_trl:
                     results[f"sft/trl/{precision}/tokens_per_s"] = trl_sft(model_dir, data, args.steps, precision, tmp / f"t-sft-{precision}")
+                    results[f"sft/trl_best/{precision}/tokens_per_s"] = trl_sft(
+                        model_dir, data, args.steps, precision, tmp / f"tb-sft-{precision}", best=True)
                 print(json.dumps({k: round(v, 1) for k, v in results.items()}), flush=True)
         if "rm" not in args.skip:
             for k in args.k:
@@ -229,22 +235,26 @@ def main() -> None:
                     # TRL sees C(K,2) pairs per ranking; its steps are smaller, so give it more of them.
                     r = trl_rm(model_dir, data, args.steps * 2, "fp32", tmp / f"t-rm-{k}", k)
                     results[f"rm/trl/k{k}/rankings_per_s"] = r
+                    results[f"rm/trl_best/k{k}/rankings_per_s"] = trl_rm(
+                        model_dir, data, args.steps * 2, "fp32", tmp / f"tb-rm-{k}", k, best=True)
                 print(json.dumps({k: round(v, 2) for k, v in results.items()}), flush=True)
     print("\nresults")
     for key, value in results.items():
         print(f"  {key:<36} {value:10.2f}")
     for precision in args.precision:
-        t = results.get(f"sft/trl/{precision}/tokens_per_s")
-        for variant in ("ours", "ours_compiled"):
-            o = results.get(f"sft/{variant}/{precision}/tokens_per_s")
-            if o and t:
-                print(f"  SFT {precision}: {variant} / TRL = {o / t:.2f}x")
+        for trl_variant in ("trl", "trl_best"):
+            t = results.get(f"sft/{trl_variant}/{precision}/tokens_per_s")
+            for variant in ("ours", "ours_compiled"):
+                o = results.get(f"sft/{variant}/{precision}/tokens_per_s")
+                if o and t:
+                    print(f"  SFT {precision}: {variant} / {trl_variant} = {o / t:.2f}x")
     for k in args.k:
-        t = results.get(f"rm/trl/k{k}/rankings_per_s")
-        for variant in ("ours", "ours_compiled"):
-            o = results.get(f"rm/{variant}/k{k}/rankings_per_s")
-            if o and t:
-                print(f"  RM K={k}: {variant} / TRL = {o / t:.2f}x (rankings/s)")
+        for trl_variant in ("trl", "trl_best"):
+            t = results.get(f"rm/{trl_variant}/k{k}/rankings_per_s")
+            for variant in ("ours", "ours_compiled"):
+                o = results.get(f"rm/{variant}/k{k}/rankings_per_s")
+                if o and t:
+                    print(f"  RM K={k}: {variant} / {trl_variant} = {o / t:.2f}x (rankings/s)")
 
 
 if __name__ == "__main__":
