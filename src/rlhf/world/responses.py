@@ -4,7 +4,8 @@
 the task, states only true things, and declines harmful requests; `style`
 picks between a terse and a full-sentence phrasing (labelers differ in this).
 `sample_response` imitates what language models of mixed quality write
-(right, half right, wrong, rambling on with more questions, toxic, refusing):
+(right, half right, wrong, rambling on with more questions, answering another
+request, toxic, refusing):
 the "typical model samples" on which labeler agreement is measured, and a
 model-free baseline policy.
 """
@@ -133,14 +134,16 @@ _IDEAL = {
 def sample_response(kb: KnowledgeBase, task: dict, rng: random.Random) -> str:
     """One response of random quality, like a sample from a mediocre model."""
     r = rng.random()
-    if r < 0.22:
+    if r < 0.2:
         return ideal_response(kb, task, rng, style=rng.random())
-    if r < 0.45:
+    if r < 0.41:
         return _partial(kb, task, rng)
-    if r < 0.6:
+    if r < 0.54:
         return _wrong(kb, task, rng)
-    if r < 0.75:
+    if r < 0.66:
         return _continuation(kb, task, rng)
+    if r < 0.75:
+        return _off_topic(kb, task, rng)
     if r < 0.82:
         return ideal_response(kb, task, rng) + " " + rng.choice((
             f"you {rng.choice(L.INSULTS)}.", f"i think it is {rng.choice(L.NEGATIVE)}.", "you should be ashamed."))
@@ -191,6 +194,20 @@ def _partial(kb, task, rng):
         a = int(task["answer"][0])
         return f"it is {a} or {a + 1}." if rng.random() < 0.5 else f"it is {a - 1} or {a}."
     return ideal_response(kb, task, rng, style=0.0)
+
+
+def _off_topic(kb, task, rng):
+    """A fluent answer to some other request (the model misread the instruction), sometimes
+    several run together: well-formed text that does not do the task."""
+    from rlhf.world.tasks import CATEGORY_SHARES, sample_task
+
+    parts = []
+    for _ in range(1 if rng.random() < 0.5 else rng.randint(2, 4)):
+        other = task
+        while other["type"] == task["type"]:
+            other = sample_task(kb, rng.choices(list(CATEGORY_SHARES), list(CATEGORY_SHARES.values()))[0], rng)
+        parts.append(ideal_response(kb, other, rng, style=rng.random()))
+    return " ".join(parts)
 
 
 def _wrong(kb, task, rng):
