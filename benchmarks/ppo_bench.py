@@ -6,7 +6,7 @@ mini-batch per epoch (TRL's default). Reports PPO episodes/s, generated tokens/s
 PPO, the split of each iteration between generation, scoring and training, and plain
 `model.generate` (KV cache) tokens/s on the same batch for comparison.
 
-    python benchmarks/ppo_bench.py [--iterations 6] [--epochs 4] [--precision fp32] [--json out.json]
+    python benchmarks/ppo_bench.py [--iterations 6] [--epochs 4] [--precision fp32] [--json out.json] [--set k=v ...]
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def build_setup(root: Path, prompts_file: str) -> dict:
     return {"policy": str(root / "policy"), "reward_model": str(root / "rm"), "prompts_file": str(root / "prompts.jsonl")}
 
 
-def ppo_run(setup: dict, out: Path, iterations: int, epochs: int, precision: str) -> dict:
+def ppo_run(setup: dict, out: Path, iterations: int, epochs: int, precision: str, extra: list[str] = ()) -> dict:
     from rlhf.config import load_config
     from rlhf.ppo.config import PPOConfig
     from rlhf.ppo.train import main
@@ -49,7 +49,7 @@ def ppo_run(setup: dict, out: Path, iterations: int, epochs: int, precision: str
                      "micro_batch_size": 16, "ppo_epochs": epochs, "max_new_tokens": 32, "max_length": 128,
                      "lr": 1e-5, "save_steps": 0, "precision": precision, "log_samples": 0}
         start = time.process_time()
-        main(load_config(PPOConfig, None, [f"{k}={v}" for k, v in overrides.items()]), str(where))
+        main(load_config(PPOConfig, None, [f"{k}={v}" for k, v in overrides.items()] + list(extra)), str(where))
         return time.process_time() - start
 
     # CPU seconds of the extra iterations (a run of n+1 minus a run of 1): on a shared machine this
@@ -112,12 +112,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--prompts", default="data/sample/prompts.jsonl")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="extra PPO config overrides, e.g. side_by_side=false")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
         setup = build_setup(Path(tmp), args.prompts)
         results = {"threads": torch.get_num_threads(), "precision": args.precision, "ppo_epochs": args.epochs}
-        results.update(ppo_run(setup, Path(tmp) / "run", args.iterations, args.epochs, args.precision))
+        results["overrides"] = " ".join(args.set)
+        results.update(ppo_run(setup, Path(tmp) / "run", args.iterations, args.epochs, args.precision, args.set))
         results.update(generate_baselines(setup, args.repeats, args.precision))
     results["generate/sampler_vs_hf_cpu"] = (results["generate/ppo_sampler_tokens_per_cpu_s"]
                                              / results["generate/hf_tokens_per_cpu_s"])

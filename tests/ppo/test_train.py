@@ -169,9 +169,40 @@ def test_nan_loss_stops_the_run(ppo_world, tmp_path, monkeypatch):
     from rlhf.core.train import NonFiniteLossError
     from rlhf.ppo import train as ppo_train
 
-    real = ppo_train.micro_loss
-    monkeypatch.setattr(ppo_train, "micro_loss", lambda *a, **k: (real(*a, **k)[0] * float("nan"), real(*a, **k)[1]))
+    real = ppo_train.policy_terms
+    monkeypatch.setattr(ppo_train, "policy_terms", lambda *a, **k: (real(*a, **k)[0] * float("nan"), real(*a, **k)[1]))
     config = load_config(PPOConfig, None, world_args(ppo_world, total_episodes=16))
     with pytest.raises(NonFiniteLossError, match="no checkpoint was written yet"):
         main(config, str(tmp_path / "run"))
     assert not (tmp_path / "run" / "final").exists()
+
+
+def test_policy_and_value_side_by_side_equal_one_after_the_other(ppo_world, tmp_path, monkeypatch):
+    """On a CPU with 2 threads the policy and value halves run on a core each (core/streams.py); the
+    training they do is the joint module's, up to float reordering between 1- and 2-thread kernels."""
+    from rlhf.ppo import rollout as ppo_rollout
+    from rlhf.ppo import train as ppo_train
+
+    calls = []
+
+    def counted(*pieces):
+        calls.append(len(pieces))
+        return real(*pieces)
+
+    real = ppo_train.run_side_by_side
+    monkeypatch.setattr(ppo_train, "run_side_by_side", counted)
+    monkeypatch.setattr(ppo_rollout, "run_side_by_side", counted)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        runs = {}
+        for flag in (True, False):
+            config = load_config(PPOConfig, None, world_args(ppo_world, total_episodes=32, side_by_side=flag))
+            runs[flag] = main(config, str(tmp_path / f"run-{flag}"))
+    finally:
+        torch.set_num_threads(threads)
+    # 2 iterations, each: scoring once, then 2 epochs x 2 mini-batches of training
+    assert calls == [2] * 10, calls
+    for key in ("ppo/reward_last", "objective/kl", "ppo/policy/loss", "ppo/value/loss"):
+        assert abs(runs[True][key] - runs[False][key]) <= 1e-4 * max(1.0, abs(runs[False][key])), key
+    assert_same_weights(tmp_path / "run-True", tmp_path / "run-False", atol=1e-4)

@@ -89,6 +89,11 @@ class PPOConfig:
     """fp32, bf16 or fp16 autocast."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass of the policy and value model."""
+    side_by_side: bool = True
+    """On a CPU with one process and 2+ torch threads, run the policy's and the value model's forward and
+    backward (and the rollout's policy/reference and value/reward scoring) on a core each, one thread apiece:
+    small models use two cores better that way than by splitting each matmul. No effect on GPUs or with
+    several processes."""
     lora: LoraConfig = field(default_factory=LoraConfig)
     """LoRA adapters on the policy and value model (lora.r > 0); the reference is then the policy with its adapter disabled."""
     skip_bad_records: bool = False

@@ -15,6 +15,7 @@ batch, and after a resume.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, fields
 
 import torch
@@ -28,6 +29,7 @@ from rlhf.core.generate import (  # noqa: F401
 from rlhf.core.lm import backbone_and_head
 from rlhf.core.ops import entropy_from_logits, token_logprobs
 from rlhf.core.reward import last_token_index
+from rlhf.core.streams import run_side_by_side
 
 
 def response_logits(lm, ids: torch.Tensor, mask: torch.Tensor, prompt_len: int) -> torch.Tensor:
@@ -55,13 +57,19 @@ class PolicyAndValue(nn.Module):
         self.value = value
 
     def forward(self, ids, mask, prompt_len: int, ptx_ids=None, ptx_mask=None):
+        logits, ptx_logits = self.policy_forward(ids, mask, prompt_len, ptx_ids, ptx_mask)
+        return logits, self.value_forward(ids, mask, prompt_len), ptx_logits
+
+    def policy_forward(self, ids, mask, prompt_len: int, ptx_ids=None, ptx_mask=None):
         logits = response_logits(self.policy, ids, mask, prompt_len)  # (B, R, V)
-        # V(state before response token t) is read where the logits for token t are.
-        values = self.value.values(ids, mask, positions_from_mask(mask))[:, prompt_len - 1 : -1]  # (B, R)
         ptx_logits = None
         if ptx_ids is not None and ptx_ids.shape[0] > 0:
             ptx_logits = self.policy(input_ids=ptx_ids, attention_mask=ptx_mask, use_cache=False).logits[:, :-1]  # (b, L-1, V)
-        return logits, values, ptx_logits
+        return logits, ptx_logits
+
+    def value_forward(self, ids, mask, prompt_len: int):
+        # V(state before response token t) is read where the logits for token t are.
+        return self.value.values(ids, mask, positions_from_mask(mask))[:, prompt_len - 1 : -1]  # (B, R)
 
 
 @dataclass
@@ -124,31 +132,46 @@ class Reference:
         self._lora = lora_policy is not None
 
     def context(self):
-        import contextlib
-
         return self.model.disable_adapter() if self._lora else contextlib.nullcontext()
 
 
-@torch.no_grad()
 def score_episodes(policy, reference, reward_model, value_model, prompt_ids, prompt_mask, response_ids,
-                   response_mask, temperature: float, micro_batch_size: int) -> dict[str, torch.Tensor]:
+                   response_mask, temperature: float, micro_batch_size: int, autocast=contextlib.nullcontext,
+                   side_by_side: bool = False) -> dict[str, torch.Tensor]:
     """logprobs, ref_logprobs, values, scores and entropy of sampled episodes, micro-batch by micro-batch.
-    Scores are the reward model's, before any no-EOS penalty."""
-    parts: dict[str, list] = {k: [] for k in ("logprobs", "ref_logprobs", "values", "scores", "entropy")}
+    Scores are the reward model's, before any no-EOS penalty. The policy-side models (policy, reference) and
+    the value-side ones (value, reward) share no weights: with `side_by_side` they run on a core each
+    (`core/streams.py`). `autocast` is a context factory, entered in whichever thread does the work."""
     P = prompt_ids.shape[1]
-    for i in range(0, prompt_ids.shape[0], micro_batch_size):
-        sl = slice(i, i + micro_batch_size)
-        ids = torch.cat([prompt_ids[sl], response_ids[sl]], 1)  # (b, P+R)
-        mask = torch.cat([prompt_mask[sl], response_mask[sl]], 1)  # (b, P+R)
-        rmask = response_mask[sl]
-        logits = response_logits(policy, ids, mask, P)  # (b, R, V)
-        parts["logprobs"].append(token_logprobs(logits, response_ids[sl], temperature))
-        ent = entropy_from_logits(logits.float() / temperature)  # (b, R)
-        parts["entropy"].append((ent * rmask).sum(-1) / rmask.sum(-1).clamp(min=1))
-        del logits
-        with reference.context():
-            parts["ref_logprobs"].append(token_logprobs(response_logits(reference.model, ids, mask, P),
-                                                        response_ids[sl], temperature))
-        parts["values"].append(value_model.values(ids, mask, positions_from_mask(mask))[:, P - 1 : -1])
-        parts["scores"].append(reward_scores(reward_model, ids, mask))
-    return {k: torch.cat(v) for k, v in parts.items()}
+    chunks = [slice(i, i + micro_batch_size) for i in range(0, prompt_ids.shape[0], micro_batch_size)]
+
+    def rows(sl):
+        return torch.cat([prompt_ids[sl], response_ids[sl]], 1), torch.cat([prompt_mask[sl], response_mask[sl]], 1)
+
+    def policy_side() -> dict[str, list]:
+        parts: dict[str, list] = {"logprobs": [], "ref_logprobs": [], "entropy": []}
+        with torch.no_grad(), autocast():
+            for sl in chunks:
+                ids, mask = rows(sl)  # (b, P+R) each
+                rmask = response_mask[sl]
+                logits = response_logits(policy, ids, mask, P)  # (b, R, V)
+                parts["logprobs"].append(token_logprobs(logits, response_ids[sl], temperature))
+                ent = entropy_from_logits(logits.float() / temperature)  # (b, R)
+                parts["entropy"].append((ent * rmask).sum(-1) / rmask.sum(-1).clamp(min=1))
+                del logits
+                with reference.context():
+                    parts["ref_logprobs"].append(token_logprobs(response_logits(reference.model, ids, mask, P),
+                                                                response_ids[sl], temperature))
+        return parts
+
+    def value_side() -> dict[str, list]:
+        parts: dict[str, list] = {"values": [], "scores": []}
+        with torch.no_grad(), autocast():
+            for sl in chunks:
+                ids, mask = rows(sl)
+                parts["values"].append(value_model.values(ids, mask, positions_from_mask(mask))[:, P - 1 : -1])
+                parts["scores"].append(reward_scores(reward_model, ids, mask))
+        return parts
+
+    sides = run_side_by_side(policy_side, value_side) if side_by_side else [policy_side(), value_side()]
+    return {k: torch.cat(v) for side in sides for k, v in side.items()}

@@ -27,6 +27,7 @@ from rlhf.core.models import apply_lora, load_causal_lm, load_tokenizer, set_dro
 from rlhf.core.ops import token_logprobs
 from rlhf.core.reward import load_reward_model
 from rlhf.core.run import Run, progress
+from rlhf.core.streams import run_side_by_side, streams_available
 from rlhf.core.train import check_finite, make_accelerator, make_optimizer, seed_everything
 from rlhf.ppo.config import PPOConfig
 from rlhf.ppo.data import batch_prompt_indices, collate_text, load_pretrain, load_prompts, sequence_item
@@ -131,6 +132,7 @@ def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
     net, optimizer = accelerator.prepare(net, optimizer)
     model = accelerator.unwrap_model(net)
     kl_ctl = KLController(config.kl_coef, config.kl_target, config.kl_horizon)
+    side_by_side = config.side_by_side and streams_available(device, nproc)
     pad_id, eos_id = tokenizer.pad_token_id, tokenizer.eos_token_id
     log.info("PPO: %d prompts, %d iterations of %d episodes, %d mini-batches x %d epochs, %d micro-batches of %d "
              "per optimizer step on each of %d processes%s", len(prompts.ids), config.iterations, config.batch_size,
@@ -165,9 +167,9 @@ def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
                 eos_id, pad_id)
         t_gen = time.time()
         # 2. score: reward model, policy and reference log-probs, values
-        with accelerator.autocast():
-            scored = score_episodes(model.policy, reference, reward_model, model.value, prompt_ids, prompt_mask,
-                                    response_ids, response_mask, config.temperature, config.micro_batch_size)
+        scored = score_episodes(model.policy, reference, reward_model, model.value, prompt_ids, prompt_mask,
+                                response_ids, response_mask, config.temperature, config.micro_batch_size,
+                                accelerator.autocast, side_by_side)
         rollout = gather_rollout(Rollout(torch.tensor(episode_ids, device=device), prompt_ids, prompt_mask,
                                          response_ids, response_mask, **scored), accelerator, pad_id)
         # 3. per-token rewards: KL penalty on every token, the (penalised) score on the last
@@ -185,7 +187,7 @@ def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
         model.train()
         stats, opt_steps, epochs_done, grad_norm = ppo_update(
             config, accelerator, net, optimizer, rollout, advantages, returns, pretrain, step, opt_steps, accum,
-            last_ckpt, pad_id)
+            last_ckpt, pad_id, side_by_side)
         scheduler.step()
         t_train = time.time()
         # 7. adapt kl_coef to the KL of this batch (Ziegler et al. 2019)
@@ -239,9 +241,10 @@ def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
 
 
 def ppo_update(config, accelerator, net, optimizer, rollout: Rollout, advantages, returns, pretrain, step, opt_steps,
-               accum, last_ckpt, pad_id):
+               accum, last_ckpt, pad_id, side_by_side: bool = False):
     """Steps 5-6: `ppo_epochs` passes over shuffled mini-batches; stops early when the approximate KL
-    of a mini-batch passes early_stop_kl. Returns (summed stats, optimizer steps, epochs done, grad norm)."""
+    of a mini-batch passes early_stop_kl. Returns (summed stats, optimizer steps, epochs done, grad norm).
+    With `side_by_side`, the policy's and the value model's forward and backward run on a core each."""
     rank, nproc, device = accelerator.process_index, accelerator.num_processes, accelerator.device
     sums = torch.zeros(8, dtype=torch.float64, device=device)  # pg, vf, pg_clip, vf_clip, approx_kl, tokens, ptx, ptx_tok
     B, grad_norm, epochs_done = len(rollout), 0.0, 0.0
@@ -252,16 +255,14 @@ def ppo_update(config, accelerator, net, optimizer, rollout: Rollout, advantages
             mini = perm[m * config.mini_batch_size : (m + 1) * config.mini_batch_size]
             num_tokens = rollout.response_mask[mini].sum().float() / nproc  # DDP averages gradients over processes
             chunks, ptx_tokens = ptx_chunks(config, pretrain, opt_steps, rank, nproc, accum)
-            mb_sums = torch.zeros_like(sums)
             micro = micro_batches(config, rank, nproc, mini)
-            for i, idx in enumerate(micro):
-                sync = contextlib.nullcontext() if i == len(micro) - 1 else accelerator.no_sync(net)
-                with sync, accelerator.autocast():
-                    loss, s = micro_loss(config, net, rollout, advantages, returns, idx, num_tokens, chunks[i],
-                                         max(ptx_tokens, 1) / nproc, pad_id, device)
-                check_finite(loss, opt_steps, last_ckpt)
-                accelerator.backward(loss)
-                mb_sums += s
+            args = (config, rollout, advantages, returns, micro, num_tokens, chunks, max(ptx_tokens, 1) / nproc,
+                    pad_id, device, accelerator, opt_steps, last_ckpt)
+            if side_by_side:  # policy and value on a core each (core/streams.py); one process, so no DDP sync
+                model = accelerator.unwrap_model(net)
+                mb_sums = sum(run_side_by_side(lambda: backward_policy(model, *args), lambda: backward_value(model, *args)))
+            else:
+                mb_sums = backward_both(net, *args)
             grad_norm = optimizer_step(accelerator, net, optimizer, config.max_grad_norm)
             opt_steps += 1
             mb_sums = accelerator.reduce(mb_sums, "sum")
@@ -283,27 +284,85 @@ def ppo_update(config, accelerator, net, optimizer, rollout: Rollout, advantages
     return stats, opt_steps, round(epochs_done, 4), grad_norm
 
 
-def micro_loss(config, net, rollout, advantages, returns, idx, num_tokens, ptx_docs, ptx_tokens, pad_id, device):
-    """One forward/backward's loss: PPO on episodes `idx` plus ptx on `ptx_docs`; (loss, stat sums (8,))."""
+def micro_inputs(rollout, idx):
+    """The micro-batch `idx` trimmed of shared padding: (episodes, ids (b, P+R), mask (b, P+R), P, R)."""
     mb = rollout.select(idx).trimmed()
     P, R = mb.prompt_ids.shape[1], mb.response_ids.shape[1]
-    ids = torch.cat([mb.prompt_ids, mb.response_ids], 1)  # (b, P+R)
-    mask = torch.cat([mb.prompt_mask, mb.response_mask], 1)  # (b, P+R)
-    ptx_ids, ptx_mask = collate_text(ptx_docs, pad_id, device) if ptx_docs else (None, None)
-    logits, new_values, ptx_logits = net(ids, mask, P, ptx_ids, ptx_mask)  # (b, R, V), (b, R), (p, L-1, V)
+    return mb, torch.cat([mb.prompt_ids, mb.response_ids], 1), torch.cat([mb.prompt_mask, mb.response_mask], 1), P, R
+
+
+def policy_terms(config, mb, logits, ptx_logits, ptx_ids, ptx_mask, adv, num_tokens, ptx_tokens, device):
+    """The policy's share of the loss (clipped PPO loss + ptx_coef * LM loss) and its stat sums (8,)."""
     new_logprobs = token_logprobs(logits, mb.response_ids, config.temperature)  # (b, R)
-    rmask = mb.response_mask.float()
-    adv, ret = advantages[idx][:, :R], returns[idx][:, :R]  # (b, R)
-    pg, pg_s = policy_loss(new_logprobs, mb.logprobs, adv, rmask, config.clip_range, num_tokens)
-    vf, vf_s = value_loss(new_values, mb.values, ret, rmask, config.value_clip_range, num_tokens)
+    pg, pg_s = policy_loss(new_logprobs, mb.logprobs, adv, mb.response_mask.float(), config.clip_range, num_tokens)
     zero = torch.zeros((), device=device)
     lm, lm_s = zero, {"loss_sum": zero, "tokens": zero}
     if ptx_logits is not None:
         lm, lm_s = ptx_loss(token_logprobs(ptx_logits, ptx_ids[:, 1:]), ptx_mask[:, 1:], ptx_tokens)
-    loss = ppo_ptx_objective(pg, vf, lm, config.vf_coef, config.ptx_coef)
-    parts = [pg_s["loss_sum"], vf_s["loss_sum"], pg_s["clipped"], vf_s["clipped"], pg_s["approx_kl"], pg_s["tokens"],
-             lm_s["loss_sum"], lm_s["tokens"]]
-    return loss, torch.stack([x.detach().to(torch.float64) for x in parts])  # (8,) stat sums, no host sync
+    loss = ppo_ptx_objective(pg, zero, lm, config.vf_coef, config.ptx_coef)
+    parts = [pg_s["loss_sum"], zero, pg_s["clipped"], zero, pg_s["approx_kl"], pg_s["tokens"], lm_s["loss_sum"],
+             lm_s["tokens"]]
+    return loss, torch.stack([x.detach().to(torch.float64) for x in parts])
+
+
+def value_terms(config, mb, new_values, ret, num_tokens, device):
+    """The value model's share of the loss (vf_coef * clipped value loss) and its stat sums (8,)."""
+    vf, vf_s = value_loss(new_values, mb.values, ret, mb.response_mask.float(), config.value_clip_range, num_tokens)
+    zero = torch.zeros((), device=device)
+    parts = [zero, vf_s["loss_sum"], zero, vf_s["clipped"], zero, zero, zero, zero]
+    return config.vf_coef * vf, torch.stack([x.detach().to(torch.float64) for x in parts])
+
+
+def backward_both(net, config, rollout, advantages, returns, micro, num_tokens, chunks, ptx_tokens, pad_id, device,
+                  accelerator, opt_step, last_ckpt) -> torch.Tensor:
+    """Forward and backward of every micro-batch through the joint module (DDP syncs both models in
+    one backward); the summed stats (8,): pg, vf, pg_clip, vf_clip, approx_kl, tokens, ptx, ptx_tokens."""
+    sums = torch.zeros(8, dtype=torch.float64, device=device)
+    for i, idx in enumerate(micro):
+        sync = contextlib.nullcontext() if i == len(micro) - 1 else accelerator.no_sync(net)
+        with sync, accelerator.autocast():
+            mb, ids, mask, P, R = micro_inputs(rollout, idx)
+            ptx_ids, ptx_mask = collate_text(chunks[i], pad_id, device) if chunks[i] else (None, None)
+            logits, new_values, ptx_logits = net(ids, mask, P, ptx_ids, ptx_mask)  # (b, R, V), (b, R), (p, L-1, V)
+            p_loss, p_s = policy_terms(config, mb, logits, ptx_logits, ptx_ids, ptx_mask, advantages[idx][:, :R],
+                                       num_tokens, ptx_tokens, device)
+            v_loss, v_s = value_terms(config, mb, new_values, returns[idx][:, :R], num_tokens, device)
+            loss = p_loss + v_loss
+        check_finite(loss, opt_step, last_ckpt)
+        accelerator.backward(loss)
+        sums += p_s + v_s
+    return sums
+
+
+def backward_policy(model, config, rollout, advantages, returns, micro, num_tokens, chunks, ptx_tokens, pad_id, device,
+                    accelerator, opt_step, last_ckpt) -> torch.Tensor:
+    """The policy's half of `backward_both`, for a thread of its own (one process: no DDP)."""
+    sums = torch.zeros(8, dtype=torch.float64, device=device)
+    for i, idx in enumerate(micro):
+        with accelerator.autocast():
+            mb, ids, mask, P, R = micro_inputs(rollout, idx)
+            ptx_ids, ptx_mask = collate_text(chunks[i], pad_id, device) if chunks[i] else (None, None)
+            logits, ptx_logits = model.policy_forward(ids, mask, P, ptx_ids, ptx_mask)
+            loss, s = policy_terms(config, mb, logits, ptx_logits, ptx_ids, ptx_mask, advantages[idx][:, :R],
+                                   num_tokens, ptx_tokens, device)
+        check_finite(loss, opt_step, last_ckpt)
+        loss.backward()
+        sums += s
+    return sums
+
+
+def backward_value(model, config, rollout, advantages, returns, micro, num_tokens, chunks, ptx_tokens, pad_id, device,
+                   accelerator, opt_step, last_ckpt) -> torch.Tensor:
+    """The value model's half of `backward_both`, for a thread of its own."""
+    sums = torch.zeros(8, dtype=torch.float64, device=device)
+    for idx in micro:
+        with accelerator.autocast():
+            mb, ids, mask, P, R = micro_inputs(rollout, idx)
+            loss, s = value_terms(config, mb, model.value_forward(ids, mask, P), returns[idx][:, :R], num_tokens, device)
+        check_finite(loss, opt_step, last_ckpt)
+        loss.backward()
+        sums += s
+    return sums
 
 
 def rollout_metrics(rollout, scores, kl_per_episode, kl_coef, mask, has_eos, returns) -> dict[str, float]:
