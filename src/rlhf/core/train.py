@@ -10,6 +10,7 @@ and accumulation = a bigger batch, exactly.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 from dataclasses import dataclass, field
@@ -59,6 +60,11 @@ class TrainConfig:
     compile: bool = False
     """torch.compile the model: fuses elementwise ops and dtype casts (most of a small model's step on CPU); the first
     steps pay tens of seconds of compilation."""
+    side_by_side: bool = True
+    """On a CPU with one process and 2+ torch threads, split each micro-batch in two halves that run on a core each
+    with one thread apiece, and sum their gradients: a small model's matmuls use two cores better that way than
+    split across threads (measured +11% fp32, +24% bf16 on the benchmark model). No effect on GPUs, with several
+    processes or with compile=true."""
     lora: LoraConfig = field(default_factory=LoraConfig)
     """LoRA adapters through peft (lora.r > 0 turns them on)."""
     skip_bad_records: bool = False
@@ -96,6 +102,60 @@ def make_accelerator(config: TrainConfig):
 
     AcceleratorState._reset_state(reset_partial_state=False)
     return Accelerator(mixed_precision=mixed)
+
+
+def uses_side_by_side(config: TrainConfig, accelerator) -> bool:
+    from rlhf.core.streams import streams_available
+
+    return config.side_by_side and not config.compile and streams_available(accelerator.device, accelerator.num_processes)
+
+
+def halves(micro: list[list[int]]) -> list[list[int]]:
+    """Each micro-batch (example indices) as two halves, for side-by-side work."""
+    return [part for idx in micro for part in (idx[: (len(idx) + 1) // 2], idx[(len(idx) + 1) // 2 :]) if part]
+
+
+def backward_micro_batches(net, batches: list[dict], loss_fn, accelerator, step: int, last_ckpt,
+                           side_by_side: bool) -> list:
+    """Forward and backward of one optimizer step's micro-batches; the stats `loss_fn(net, batch) -> (loss,
+    stats)` returned for each. Side by side, the batches run two at a time on a core each (core/streams.py)
+    and their gradients are summed in order; otherwise one after the other, DDP syncing on the last."""
+    from rlhf.core.streams import run_side_by_side
+
+    if not side_by_side:
+        out = []
+        for i, batch in enumerate(batches):
+            sync = contextlib.nullcontext() if i == len(batches) - 1 else accelerator.no_sync(net)
+            with sync, accelerator.autocast():
+                loss, stats = loss_fn(net, batch)
+            check_finite(loss, step, last_ckpt)
+            accelerator.backward(loss)
+            out.append(stats)
+        return out
+    params = [p for p in net.parameters() if p.requires_grad]
+
+    def grads_of(batch):
+        with accelerator.autocast():
+            loss, stats = loss_fn(net, batch)
+        check_finite(loss, step, last_ckpt)
+        return torch.autograd.grad(loss, params, allow_unused=True), stats
+
+    results = []
+    for i in range(0, len(batches), 2):
+        results += run_side_by_side(*[lambda b=b: grads_of(b) for b in batches[i : i + 2]])
+    add_side_by_side_grads(params, *[grads for grads, _ in results])
+    return [stats for _, stats in results]
+
+
+def add_side_by_side_grads(params: list, *grad_sets) -> None:
+    """Add the summed gradients of side-by-side halves (in a fixed order, so the result does not depend on
+    which thread finished first) into each parameter's .grad, as one backward would have."""
+    for p, *grads in zip(params, *grad_sets):
+        present = [g for g in grads if g is not None]
+        if not present:
+            continue
+        total = present[0] if len(present) == 1 else sum(present[1:], present[0])
+        p.grad = total if p.grad is None else p.grad + total
 
 
 def maybe_compile(module, config: TrainConfig):

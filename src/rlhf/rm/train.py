@@ -7,7 +7,6 @@ micro-batches) -> evaluate each epoch -> normalise (reference set scores mean 0)
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from pathlib import Path
@@ -18,8 +17,8 @@ from rlhf.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkp
 from rlhf.core.reward import RewardModel, reward_model_from_lm
 from rlhf.core.run import Run, progress, progress_iter
 from rlhf.core.train import (
-    accumulation_steps, check_finite, clip_and_step, epoch_order, make_accelerator, make_optimizer,
-    maybe_compile, plan_steps, seed_everything, step_indices,
+    accumulation_steps, backward_micro_batches, clip_and_step, epoch_order, halves, make_accelerator, make_optimizer,
+    maybe_compile, plan_steps, seed_everything, step_indices, uses_side_by_side,
 )
 from rlhf.data import read_records
 from rlhf.rm.config import RMConfig
@@ -101,6 +100,7 @@ def main(config: RMConfig, out: str, resume: bool = False) -> dict[str, float]:
     per_epoch, total_steps = plan_steps(config, len(train))
     optimizer, scheduler = make_optimizer(model, config, total_steps)
     net, optimizer = accelerator.prepare(maybe_compile(model, config), optimizer)
+    side_by_side = uses_side_by_side(config, accelerator)
     pad_id = tokenizer.pad_token_id
     log.info("RM: %d train / %d eval rankings (%d pairs), %d steps (%d per epoch), %d micro-batches of %d per step",
              len(train), len(evals), sum(len(r.pairs) for r in train), total_steps, per_epoch, accum,
@@ -123,16 +123,14 @@ def main(config: RMConfig, out: str, resume: bool = False) -> dict[str, float]:
         epoch, step_in_epoch = divmod(step, per_epoch)
         order = epoch_order(len(train), config.seed, epoch)
         micro = step_indices(order, step_in_epoch, config, accelerator.process_index, accelerator.num_processes)
+        if side_by_side:  # each micro-batch as two halves (whole prompts each), a core each
+            micro = halves(micro)
         batches = [{k: v.to(accelerator.device) for k, v in collate_rankings([train[i] for i in idx], pad_id).items()}
                    for idx in micro]
         # Every step holds exactly batch_size prompts; DDP averages gradients over processes.
         num_prompts = config.batch_size / accelerator.num_processes
-        for i, batch in enumerate(batches):
-            sync = contextlib.nullcontext() if i == len(batches) - 1 else accelerator.no_sync(net)
-            with sync, accelerator.autocast():
-                loss, stats = forward_loss(net, batch, num_prompts)
-            check_finite(loss, step, last_ckpt)
-            accelerator.backward(loss)
+        for stats in backward_micro_batches(net, batches, lambda n, b: forward_loss(n, b, num_prompts), accelerator,
+                                            step, last_ckpt, side_by_side):
             window = _add(window, stats)
         grad_norm = clip_and_step(accelerator, net, optimizer, scheduler, config.max_grad_norm)
         step += 1

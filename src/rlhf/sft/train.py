@@ -6,7 +6,6 @@ micro-batches) -> evaluate each epoch and keep the best as final/.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
@@ -20,8 +19,8 @@ from rlhf.core.lm import ResponseLM
 from rlhf.core.models import load_causal_lm, load_tokenizer, unwrap_for_save
 from rlhf.core.run import Run, progress, progress_iter
 from rlhf.core.train import (
-    accumulation_steps, check_finite, clip_and_step, epoch_order, make_accelerator, make_optimizer,
-    maybe_compile, plan_steps, seed_everything, step_indices,
+    accumulation_steps, backward_micro_batches, clip_and_step, epoch_order, halves, make_accelerator,
+    make_optimizer, maybe_compile, plan_steps, seed_everything, step_indices, uses_side_by_side,
 )
 from rlhf.sft.config import SFTConfig
 from rlhf.sft.data import Example, collate_packed, collate_padded, load_examples
@@ -39,6 +38,7 @@ def collate(config: SFTConfig, examples: list[Example], pad_id: int) -> dict[str
 def forward_loss(net, batch: dict, num_tokens) -> tuple[torch.Tensor, dict]:
     logits = net(batch["input_ids"], batch["attention_mask"], batch["select"], batch.get("position_ids"))  # (N, V)
     return sft_loss(logits, batch["targets"], num_tokens)
+
 
 
 @torch.no_grad()
@@ -105,6 +105,7 @@ def main(config: SFTConfig, out: str, resume: bool = False) -> dict[str, float]:
     net = ResponseLM(model)
     optimizer, scheduler = make_optimizer(net, config, total_steps)
     net, optimizer = accelerator.prepare(maybe_compile(net, config), optimizer)
+    side_by_side = uses_side_by_side(config, accelerator)
     pad_id = tokenizer.pad_token_id
     log.info("SFT: %d train / %d eval examples, %d steps (%d per epoch), %d micro-batches of %d per step per process",
              len(train), len(evals), total_steps, per_epoch, accum, config.micro_batch_size)
@@ -127,21 +128,20 @@ def main(config: SFTConfig, out: str, resume: bool = False) -> dict[str, float]:
         epoch, step_in_epoch = divmod(step, per_epoch)
         order = epoch_order(len(train), config.seed, epoch)
         micro = step_indices(order, step_in_epoch, config, accelerator.process_index, accelerator.num_processes)
+        if side_by_side:  # each micro-batch as two halves, a core each
+            micro = halves(micro)
         batches = [{k: v.to(accelerator.device) for k, v in collate(config, [train[i] for i in idx], pad_id).items()}
                    for idx in micro]
         # Normalise by the response tokens of the whole global batch: 2 processes = 1, accumulation = bigger batch.
         local_tokens = torch.tensor(float(sum(b["targets"].numel() for b in batches)), device=accelerator.device)
         global_tokens = accelerator.reduce(local_tokens, "sum")
         num_tokens = global_tokens / accelerator.num_processes  # DDP averages gradients over processes
-        for i, batch in enumerate(batches):
-            sync = contextlib.nullcontext() if i == len(batches) - 1 else accelerator.no_sync(net)
-            with sync, accelerator.autocast():
-                loss, stats = forward_loss(net, batch, num_tokens)
-            check_finite(loss, step, last_ckpt)
-            accelerator.backward(loss)
+        all_stats = backward_micro_batches(net, batches, lambda n, b: forward_loss(n, b, num_tokens), accelerator,
+                                           step, last_ckpt, side_by_side)
+        for stats, idx in zip(all_stats, micro):
             window["loss_sum"] += float(stats["loss_sum"])
             window["tokens"] += stats["tokens"]
-            window["seen_tokens"] += sum(len(train[j]) for j in micro[i])  # real tokens, padding excluded
+            window["seen_tokens"] += sum(len(train[j]) for j in idx)  # real tokens, padding excluded
         grad_norm = clip_and_step(accelerator, net, optimizer, scheduler, config.max_grad_norm)
         step += 1
         bar.update(1)
