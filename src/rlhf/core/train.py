@@ -140,11 +140,12 @@ def backward_micro_batches(net, batches: list[dict], loss_fn, accelerator, step:
         check_finite(loss, step, last_ckpt)
         return torch.autograd.grad(loss, params, allow_unused=True), stats
 
-    results = []
-    for i in range(0, len(batches), 2):
-        results += run_side_by_side(*[lambda b=b: grads_of(b) for b in batches[i : i + 2]])
-    add_side_by_side_grads(params, *[grads for grads, _ in results])
-    return [stats for _, stats in results]
+    out = []
+    for i in range(0, len(batches), 2):  # add each pair's gradients at once: at most two extra copies held
+        pair = run_side_by_side(*[lambda b=b: grads_of(b) for b in batches[i : i + 2]])
+        add_side_by_side_grads(params, *[grads for grads, _ in pair])
+        out += [stats for _, stats in pair]
+    return out
 
 
 def add_side_by_side_grads(params: list, *grad_sets) -> None:
