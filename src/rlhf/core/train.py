@@ -63,8 +63,9 @@ class TrainConfig:
     side_by_side: bool = True
     """On a CPU with one process and 2+ torch threads, split each micro-batch in two halves that run on a core each
     with one thread apiece, and sum their gradients: a small model's matmuls use two cores better that way than
-    split across threads (measured +11% fp32, +24% bf16 on the benchmark model). No effect on GPUs, with several
-    processes or with compile=true."""
+    split across threads (measured +11% fp32, +24% bf16 on the benchmark model). Holds two extra gradient copies:
+    turn it off for a large model on a CPU short of memory. No effect on GPUs, with several processes or with
+    compile=true."""
     lora: LoraConfig = field(default_factory=LoraConfig)
     """LoRA adapters through peft (lora.r > 0 turns them on)."""
     skip_bad_records: bool = False
