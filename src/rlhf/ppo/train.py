@@ -13,7 +13,6 @@ setup -> loop over PPO iterations, each one the algorithm box:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import time
@@ -28,7 +27,7 @@ from rlhf.core.ops import token_logprobs
 from rlhf.core.reward import load_reward_model
 from rlhf.core.run import Run, progress
 from rlhf.core.streams import run_side_by_side, streams_available
-from rlhf.core.train import check_finite, make_accelerator, make_optimizer, seed_everything
+from rlhf.core.train import backward_micro_batches, make_accelerator, make_optimizer, seed_everything
 from rlhf.ppo.config import PPOConfig
 from rlhf.ppo.data import batch_prompt_indices, collate_text, load_pretrain, load_prompts, sequence_item
 from rlhf.ppo.loss import (
@@ -256,13 +255,20 @@ def ppo_update(config, accelerator, net, optimizer, rollout: Rollout, advantages
             num_tokens = rollout.response_mask[mini].sum().float() / nproc  # DDP averages gradients over processes
             chunks, ptx_tokens = ptx_chunks(config, pretrain, opt_steps, rank, nproc, accum)
             micro = micro_batches(config, rank, nproc, mini)
-            args = (config, rollout, advantages, returns, micro, num_tokens, chunks, max(ptx_tokens, 1) / nproc,
-                    pad_id, device, accelerator, opt_steps, last_ckpt)
+            batches = list(zip(micro, chunks))  # (episode indices, ptx documents) per micro-batch
+
+            def backward(part: str, module) -> torch.Tensor:  # summed stats (8,) of `part` over the micro-batches
+                def loss_fn(n, b):
+                    return micro_loss(config, n, part, rollout, advantages, returns, b, num_tokens,
+                                      max(ptx_tokens, 1) / nproc, pad_id, device)
+
+                return sum(backward_micro_batches(module, batches, loss_fn, accelerator, opt_steps, last_ckpt, False))
+
             if side_by_side:  # policy and value on a core each (core/streams.py); one process, so no DDP sync
                 model = accelerator.unwrap_model(net)
-                mb_sums = sum(run_side_by_side(lambda: backward_policy(model, *args), lambda: backward_value(model, *args)))
+                mb_sums = sum(run_side_by_side(lambda: backward("policy", model), lambda: backward("value", model)))
             else:
-                mb_sums = backward_both(net, *args)
+                mb_sums = backward("both", net)
             grad_norm = optimizer_step(accelerator, net, optimizer, config.max_grad_norm)
             opt_steps += 1
             mb_sums = accelerator.reduce(mb_sums, "sum")
@@ -313,56 +319,28 @@ def value_terms(config, mb, new_values, ret, num_tokens, device):
     return config.vf_coef * vf, torch.stack([x.detach().to(torch.float64) for x in parts])
 
 
-def backward_both(net, config, rollout, advantages, returns, micro, num_tokens, chunks, ptx_tokens, pad_id, device,
-                  accelerator, opt_step, last_ckpt) -> torch.Tensor:
-    """Forward and backward of every micro-batch through the joint module (DDP syncs both models in
-    one backward); the summed stats (8,): pg, vf, pg_clip, vf_clip, approx_kl, tokens, ptx, ptx_tokens."""
-    sums = torch.zeros(8, dtype=torch.float64, device=device)
-    for i, idx in enumerate(micro):
-        sync = contextlib.nullcontext() if i == len(micro) - 1 else accelerator.no_sync(net)
-        with sync, accelerator.autocast():
-            mb, ids, mask, P, R = micro_inputs(rollout, idx)
-            ptx_ids, ptx_mask = collate_text(chunks[i], pad_id, device) if chunks[i] else (None, None)
-            logits, new_values, ptx_logits = net(ids, mask, P, ptx_ids, ptx_mask)  # (b, R, V), (b, R), (p, L-1, V)
-            p_loss, p_s = policy_terms(config, mb, logits, ptx_logits, ptx_ids, ptx_mask, advantages[idx][:, :R],
+def micro_loss(config, net, part: str, rollout, advantages, returns, batch, num_tokens, ptx_tokens, pad_id, device):
+    """(loss, stat sums (8,): pg, vf, pg_clip, vf_clip, approx_kl, tokens, ptx, ptx_tokens) of one micro-batch
+    `batch` = (episode indices, ptx documents). `part` "both" goes through the joint module (its forward is
+    what DDP syncs); "policy" and "value" take one model each, for side-by-side threads in one process."""
+    idx, ptx_docs = batch
+    mb, ids, mask, P, R = micro_inputs(rollout, idx)
+    loss, stats = torch.zeros((), device=device), torch.zeros(8, dtype=torch.float64, device=device)
+    ptx_ids, ptx_mask = collate_text(ptx_docs, pad_id, device) if ptx_docs and part != "value" else (None, None)
+    if part == "both":
+        logits, values, ptx_logits = net(ids, mask, P, ptx_ids, ptx_mask)  # (b, R, V), (b, R), (p, L-1, V)
+    elif part == "policy":
+        (logits, ptx_logits), values = net.policy_forward(ids, mask, P, ptx_ids, ptx_mask), None
+    else:
+        logits, ptx_logits, values = None, None, net.value_forward(ids, mask, P)
+    if logits is not None:
+        p_loss, p_stats = policy_terms(config, mb, logits, ptx_logits, ptx_ids, ptx_mask, advantages[idx][:, :R],
                                        num_tokens, ptx_tokens, device)
-            v_loss, v_s = value_terms(config, mb, new_values, returns[idx][:, :R], num_tokens, device)
-            loss = p_loss + v_loss
-        check_finite(loss, opt_step, last_ckpt)
-        accelerator.backward(loss)
-        sums += p_s + v_s
-    return sums
-
-
-def backward_policy(model, config, rollout, advantages, returns, micro, num_tokens, chunks, ptx_tokens, pad_id, device,
-                    accelerator, opt_step, last_ckpt) -> torch.Tensor:
-    """The policy's half of `backward_both`, for a thread of its own (one process: no DDP)."""
-    sums = torch.zeros(8, dtype=torch.float64, device=device)
-    for i, idx in enumerate(micro):
-        with accelerator.autocast():
-            mb, ids, mask, P, R = micro_inputs(rollout, idx)
-            ptx_ids, ptx_mask = collate_text(chunks[i], pad_id, device) if chunks[i] else (None, None)
-            logits, ptx_logits = model.policy_forward(ids, mask, P, ptx_ids, ptx_mask)
-            loss, s = policy_terms(config, mb, logits, ptx_logits, ptx_ids, ptx_mask, advantages[idx][:, :R],
-                                   num_tokens, ptx_tokens, device)
-        check_finite(loss, opt_step, last_ckpt)
-        loss.backward()
-        sums += s
-    return sums
-
-
-def backward_value(model, config, rollout, advantages, returns, micro, num_tokens, chunks, ptx_tokens, pad_id, device,
-                   accelerator, opt_step, last_ckpt) -> torch.Tensor:
-    """The value model's half of `backward_both`, for a thread of its own."""
-    sums = torch.zeros(8, dtype=torch.float64, device=device)
-    for idx in micro:
-        with accelerator.autocast():
-            mb, ids, mask, P, R = micro_inputs(rollout, idx)
-            loss, s = value_terms(config, mb, model.value_forward(ids, mask, P), returns[idx][:, :R], num_tokens, device)
-        check_finite(loss, opt_step, last_ckpt)
-        loss.backward()
-        sums += s
-    return sums
+        loss, stats = loss + p_loss, stats + p_stats
+    if values is not None:
+        v_loss, v_stats = value_terms(config, mb, values, returns[idx][:, :R], num_tokens, device)
+        loss, stats = loss + v_loss, stats + v_stats
+    return loss, stats
 
 
 def rollout_metrics(rollout, scores, kl_per_episode, kl_coef, mask, has_eos, returns) -> dict[str, float]:
