@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -115,8 +116,6 @@ def progress(total: int, desc: str, disable: bool = False, initial: int = 0):
 def progress_iter(items, desc: str, min_items: int = 2000):
     """Iterate with a progress bar when there are enough items for it to matter."""
     from tqdm.auto import tqdm
-
-    import os
 
     quiet = len(items) < min_items or os.environ.get("RANK", "0") != "0"  # one bar, from the main process
     return tqdm(items, desc=desc, disable=quiet, dynamic_ncols=True, leave=False)

@@ -156,7 +156,7 @@ def add_side_by_side_grads(params: list, *grad_sets) -> None:
         present = [g for g in grads if g is not None]
         if not present:
             continue
-        total = present[0] if len(present) == 1 else sum(present[1:], present[0])
+        total = sum(present[1:], present[0])
         p.grad = total if p.grad is None else p.grad + total
 
 

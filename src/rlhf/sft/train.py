@@ -40,7 +40,6 @@ def forward_loss(net, batch: dict, num_tokens) -> tuple[torch.Tensor, dict]:
     return sft_loss(logits, batch["targets"], num_tokens)
 
 
-
 @torch.no_grad()
 def evaluate_loss(net, examples: list[Example], config: SFTConfig, accelerator, pad_id: int) -> float:
     """Mean per-token loss over the eval set, each process taking every n-th micro-batch."""
@@ -194,8 +193,8 @@ def end_of_epoch(config, net, model, tokenizer, evals, reward_model, accelerator
         return best
     metrics = {"eval/loss": evaluate_loss(net, evals, config, accelerator, tokenizer.pad_token_id)}
     if reward_model is not None and accelerator.is_main_process:
-        metrics["eval/reward"] = evaluate_reward(accelerator.unwrap_model(net, keep_torch_compile=False).model, tokenizer, config.eval_file,
-                                                 config, reward_model)
+        metrics["eval/reward"] = evaluate_reward(accelerator.unwrap_model(net, keep_torch_compile=False).model,
+                                                 tokenizer, config.eval_file, config, reward_model)
     run.log(step, metrics)
     value = metrics.get(config.select_metric, metrics["eval/loss"])
     lower_is_better = config.select_metric == "eval/loss"
