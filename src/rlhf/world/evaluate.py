@@ -136,24 +136,26 @@ def rm_accuracy(reward_model, comparisons: list[dict], max_length: int) -> float
     prompts = [c["prompt"] for c in comparisons for _ in c["responses"]]
     responses = [x for c in comparisons for x in c["responses"]]
     scores = reward_model.score(prompts, responses, batch_size=64, max_length=max_length)
-    hits, pairs, start = 0.0, 0, 0
+    per_ranking, start = [], 0
     for c in comparisons:
-        s = scores[start : start + len(c["responses"])]
+        per_ranking.append(scores[start : start + len(c["responses"])])
         start += len(c["responses"])
-        groups = [g if isinstance(g, list) else [g] for g in c["ranking"]]
-        for better, worse in ranking_pairs(groups):
-            hits += 1.0 if s[better] > s[worse] else 0.5 if s[better] == s[worse] else 0.0
-            pairs += 1
-    return hits / max(pairs, 1)
+    return pair_accuracy(comparisons, per_ranking)
 
 
 def gold_accuracy(world, records_by_id: dict[str, dict], comparisons: list[dict]) -> float:
     """The same pairwise accuracy for the noise-free gold standard: the most any reward model
     can expect against these noisy labelers (two equally useless samples tie and count half)."""
+    scores = [gold_scores(world, [records_by_id[c["prompt_id"]]] * len(c["responses"]), c["responses"])
+              for c in comparisons]
+    return pair_accuracy(comparisons, scores)
+
+
+def pair_accuracy(comparisons: list[dict], scores: list[list[float]]) -> float:
+    """Share of the rankings' (better, worse) pairs that `scores` (one list per ranking) order the same
+    way; a tie of the scores counts half."""
     hits, pairs = 0.0, 0
-    for c in comparisons:
-        record = records_by_id[c["prompt_id"]]
-        s = gold_scores(world, [record] * len(c["responses"]), c["responses"])
+    for c, s in zip(comparisons, scores):
         for better, worse in ranking_pairs([g if isinstance(g, list) else [g] for g in c["ranking"]]):
             hits += 1.0 if s[better] > s[worse] else 0.5 if s[better] == s[worse] else 0.0
             pairs += 1
