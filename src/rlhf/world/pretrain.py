@@ -26,7 +26,7 @@ import torch
 from rlhf.config import require, to_dict
 from rlhf.core.io import atomic_replace_dir, atomic_write_json
 from rlhf.core.run import Run, progress
-from rlhf.core.train import epoch_order, make_optimizer, seed_everything
+from rlhf.core.train import check_finite, epoch_order, make_optimizer, seed_everything
 
 log = logging.getLogger("rlhf.pretrain")
 
@@ -171,7 +171,7 @@ def train_size(config: PretrainConfig, size: str, tokenizer, blocks: torch.Tenso
     log.info("pretrain %s: %d parameters, %d blocks of %d tokens, %d steps of %d blocks",
              size, params, len(blocks), config.block_size, config.steps, config.batch_size)
     per_epoch = len(blocks) // config.batch_size
-    history, window, start = [], [], time.time()
+    history, window, start, window_start = [], [], time.time(), time.time()
     bar = progress(config.steps, f"pretrain {size}")
     model.train()
     for step in range(config.steps):
@@ -179,8 +179,7 @@ def train_size(config: PretrainConfig, size: str, tokenizer, blocks: torch.Tenso
         order = epoch_order(len(blocks), config.seed, epoch)
         ids = blocks[order[pos * config.batch_size : (pos + 1) * config.batch_size]]  # (B, L)
         loss = model(input_ids=ids, labels=ids).loss  # next-token loss on every token (HF shifts the labels)
-        if not torch.isfinite(loss):
-            raise RuntimeError(f"pretrain {size}: loss is {loss.item()} at step {step}; lower lr")
+        check_finite(loss, step, None)
         loss.backward()
         if config.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
@@ -191,15 +190,17 @@ def train_size(config: PretrainConfig, size: str, tokenizer, blocks: torch.Tenso
         bar.update(1)
         if (step + 1) % config.logging_steps == 0 or step + 1 == config.steps:
             mean = sum(window) / len(window)
+            tokens_per_s = len(window) * config.batch_size * config.block_size / max(time.time() - window_start, 1e-9)
             history.append({"step": step + 1, "loss": mean})
-            run.log(step + 1, {f"pretrain/{size}/loss": mean})
-            bar.set_postfix(loss=f"{mean:.3f}")
-            window = []
+            run.log(step + 1, {f"pretrain/{size}/loss": mean, f"pretrain/{size}/tokens_per_s": tokens_per_s})
+            bar.set_postfix(loss=f"{mean:.3f}", tok_s=f"{tokens_per_s:.0f}")
+            window, window_start = [], time.time()
     bar.close()
     heldout_loss = block_loss(model, heldout)
     summary = {
         "size": size, "params": params, "seed": config.seed, "steps": config.steps,
         "tokens": config.steps * config.batch_size * config.block_size, "train_s": round(time.time() - start, 1),
+        "tokens_per_s": config.steps * config.batch_size * config.block_size / max(time.time() - start, 1e-9),
         "loss_first": history[0]["loss"], "loss_last": history[-1]["loss"],
         "heldout_loss": heldout_loss, "heldout_ppl": math.exp(heldout_loss), "history": history,
     }
@@ -269,5 +270,6 @@ def main(config: PretrainConfig, out: str, resume: bool = False) -> dict[str, fl
             f"pretrain/{size}/params": m["params"], f"pretrain/{size}/loss_first": m["loss_first"],
             f"pretrain/{size}/loss_last": m["loss_last"], f"pretrain/{size}/heldout_ppl": m["heldout_ppl"],
             f"pretrain/{size}/train_s": m["train_s"], f"pretrain/{size}/reused": int(m["reused"]),
+            f"pretrain/{size}/tokens_per_s": m.get("tokens_per_s", float("nan")),  # of the run that trained it
         })
     return run.finish(metrics)
