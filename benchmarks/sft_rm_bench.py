@@ -241,20 +241,14 @@ def main() -> None:
     print("\nresults")
     for key, value in results.items():
         print(f"  {key:<36} {value:10.2f}")
-    for precision in args.precision:
+    ratios = [(f"SFT {p}", f"sft/{{}}/{p}/tokens_per_s", "") for p in args.precision]
+    ratios += [(f"RM K={k}", f"rm/{{}}/k{k}/rankings_per_s", " (rankings/s)") for k in args.k]
+    for label, key, unit in ratios:
         for trl_variant in ("trl", "trl_best"):
-            t = results.get(f"sft/{trl_variant}/{precision}/tokens_per_s")
             for variant in ("ours", "ours_compiled"):
-                o = results.get(f"sft/{variant}/{precision}/tokens_per_s")
+                o, t = results.get(key.format(variant)), results.get(key.format(trl_variant))
                 if o and t:
-                    print(f"  SFT {precision}: {variant} / {trl_variant} = {o / t:.2f}x")
-    for k in args.k:
-        for trl_variant in ("trl", "trl_best"):
-            t = results.get(f"rm/{trl_variant}/k{k}/rankings_per_s")
-            for variant in ("ours", "ours_compiled"):
-                o = results.get(f"rm/{variant}/k{k}/rankings_per_s")
-                if o and t:
-                    print(f"  RM K={k}: {variant} / {trl_variant} = {o / t:.2f}x (rankings/s)")
+                    print(f"  {label}: {variant} / {trl_variant} = {o / t:.2f}x{unit}")
 
 
 if __name__ == "__main__":
