@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,3 +38,31 @@ def max_weight_diff(a: Path, b: Path) -> float:
     wa, wb = load_file(str(a)), load_file(str(b))
     assert wa.keys() == wb.keys()
     return max((wa[k].float() - wb[k].float()).abs().max().item() for k in wa)
+
+
+@contextlib.contextmanager
+def two_torch_threads():
+    """Run the block with 2 intra-op threads (the side-by-side paths need them), then restore."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def count_side_by_side(monkeypatch, *modules) -> list[int]:
+    """Patch core.streams.run_side_by_side (and the name in each of `modules` that imported it) to record
+    how many pieces each call ran; returns the list it appends to."""
+    from rlhf.core import streams
+
+    calls: list[int] = []
+    real = streams.run_side_by_side
+
+    def counted(*pieces):
+        calls.append(len(pieces))
+        return real(*pieces)
+
+    for module in (streams, *modules):
+        monkeypatch.setattr(module, "run_side_by_side", counted)
+    return calls

@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 from rlhf.config import load_config
 from rlhf.ppo.config import PPOConfig
 from rlhf.ppo.train import main
+from tests.helpers import count_side_by_side, two_torch_threads
 
 pytestmark = pytest.mark.slow
 VENV_BIN = Path(sys.executable).parent
@@ -183,24 +184,12 @@ def test_policy_and_value_side_by_side_equal_one_after_the_other(ppo_world, tmp_
     from rlhf.ppo import rollout as ppo_rollout
     from rlhf.ppo import train as ppo_train
 
-    calls = []
-
-    def counted(*pieces):
-        calls.append(len(pieces))
-        return real(*pieces)
-
-    real = ppo_train.run_side_by_side
-    monkeypatch.setattr(ppo_train, "run_side_by_side", counted)
-    monkeypatch.setattr(ppo_rollout, "run_side_by_side", counted)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
+    calls = count_side_by_side(monkeypatch, ppo_train, ppo_rollout)
+    with two_torch_threads():
         runs = {}
         for flag in (True, False):
             config = load_config(PPOConfig, None, world_args(ppo_world, total_episodes=32, side_by_side=flag))
             runs[flag] = main(config, str(tmp_path / f"run-{flag}"))
-    finally:
-        torch.set_num_threads(threads)
     # 2 iterations, each: scoring once, then 2 epochs x 2 mini-batches of training
     assert calls == [2] * 10, calls
     for key in ("ppo/reward_last", "objective/kl", "ppo/policy/loss", "ppo/value/loss"):

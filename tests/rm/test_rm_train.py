@@ -3,13 +3,12 @@
 import json
 
 import pytest
-import torch
 
 import rlhf
 from rlhf.config import load_config
 from rlhf.rm.config import RMConfig
 from rlhf.rm.train import main as rm_main
-from tests.helpers import SAMPLE, max_weight_diff
+from tests.helpers import SAMPLE, count_side_by_side, max_weight_diff, two_torch_threads
 
 
 def rm_config(model, **over):
@@ -46,18 +45,10 @@ def test_public_pairwise_file_trains_as_k2(tiny_gpt2, tmp_path):
 def test_side_by_side_halves_equal_one_backward(tiny_gpt2, tmp_path, monkeypatch):
     """Two halves of whole prompts on a core each (core/streams.py), gradients summed: the same training as
     one backward over the micro-batch, up to float reordering."""
-    from rlhf.core import streams
-
-    calls = []
-    real = streams.run_side_by_side
-    monkeypatch.setattr(streams, "run_side_by_side", lambda *pieces: calls.append(len(pieces)) or real(*pieces))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
+    calls = count_side_by_side(monkeypatch)
+    with two_torch_threads():
         halves = rm_main(rm_config(tiny_gpt2, epochs=1, eval_file="", norm_file=""), tmp_path / "halves")
         whole = rm_main(rm_config(tiny_gpt2, epochs=1, eval_file="", norm_file="", side_by_side=False), tmp_path / "whole")
-    finally:
-        torch.set_num_threads(threads)
     assert calls and set(calls) == {2}
     # Adam amplifies float reordering here: the same run with 1 thread instead of 2 already differs by 1.7e-4.
     assert max_weight_diff(tmp_path / "halves/final/model.safetensors", tmp_path / "whole/final/model.safetensors") < 1e-3

@@ -10,7 +10,7 @@ from rlhf.core.checkpoint import latest_checkpoint
 from rlhf.core.train import NonFiniteLossError
 from rlhf.sft.config import SFTConfig
 from rlhf.sft.train import main as sft_main
-from tests.helpers import SAMPLE, max_weight_diff
+from tests.helpers import SAMPLE, count_side_by_side, max_weight_diff, two_torch_threads
 
 
 def sft_config(model, **over):
@@ -47,19 +47,11 @@ def test_gradient_accumulation_equals_bigger_batch(tiny_gpt2, tmp_path):
 def test_side_by_side_halves_equal_one_backward(tiny_gpt2, tmp_path, monkeypatch):
     """On a CPU with 2 threads each micro-batch runs as two halves on a core each (core/streams.py) and their
     gradients are summed: the same training as one backward, up to float reordering."""
-    from rlhf.core import streams
-
-    calls = []
-    real = streams.run_side_by_side
-    monkeypatch.setattr(streams, "run_side_by_side", lambda *pieces: calls.append(len(pieces)) or real(*pieces))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
+    calls = count_side_by_side(monkeypatch)
+    with two_torch_threads():
         halves = sft_main(sft_config(tiny_gpt2, epochs=1, micro_batch_size=8, eval_file=""), tmp_path / "halves")
         whole = sft_main(sft_config(tiny_gpt2, epochs=1, micro_batch_size=8, eval_file="", side_by_side=False),
                          tmp_path / "whole")
-    finally:
-        torch.set_num_threads(threads)
     assert calls and set(calls) == {2}  # every micro-batch of 8 ran as two halves of 4
     assert max_weight_diff(tmp_path / "halves/final/model.safetensors", tmp_path / "whole/final/model.safetensors") < 2e-5
     assert halves["train/loss"] == pytest.approx(whole["train/loss"], rel=1e-4)
