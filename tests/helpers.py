@@ -66,3 +66,26 @@ def count_side_by_side(monkeypatch, *modules) -> list[int]:
     for module in (streams, *modules):
         monkeypatch.setattr(module, "run_side_by_side", counted)
     return calls
+
+
+def sft_config(model, **over):
+    """An SFT config on the sample demonstrations; `over` are key=value overrides (dotted keys as strings)."""
+    from rlhf.config import load_config
+    from rlhf.sft.config import SFTConfig
+
+    base = {"model": str(model), "train_file": str(SAMPLE / "demonstrations_train.jsonl"),
+            "eval_file": str(SAMPLE / "demonstrations_valid.jsonl"), "epochs": 2, "lr": 2e-3, "batch_size": 16,
+            "micro_batch_size": 16, "max_length": 96, "logging_steps": 5, **over}
+    return load_config(SFTConfig, None, [f"{k}={v}" for k, v in base.items()])
+
+
+def rm_config(model, **over):
+    """A reward-model config on the sample comparisons; `over` are key=value overrides."""
+    from rlhf.config import load_config
+    from rlhf.rm.config import RMConfig
+
+    base = {"model": str(model), "train_file": str(SAMPLE / "comparisons_train.jsonl"),
+            "eval_file": str(SAMPLE / "comparisons_valid.jsonl"), "epochs": 3, "lr": 1e-3, "batch_size": 16,
+            "micro_batch_size": 8, "max_length": 96, "logging_steps": 5,
+            "norm_file": str(SAMPLE / "demonstrations_valid.jsonl"), **over}
+    return load_config(RMConfig, None, [f"{k}={v}" for k, v in base.items()])

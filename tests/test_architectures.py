@@ -4,28 +4,17 @@ import pytest
 import torch
 
 import rlhf
-from rlhf.config import load_config
-from rlhf.rm.config import RMConfig
 from rlhf.rm.train import main as rm_main
-from rlhf.sft.config import SFTConfig
 from rlhf.sft.train import main as sft_main
-from tests.helpers import SAMPLE
+from tests.helpers import rm_config, sft_config
 
 
-def _sft(model, out, *extra):
-    config = load_config(SFTConfig, None, [
-        f"model={model}", f"train_file={SAMPLE / 'demonstrations_train.jsonl'}",
-        f"eval_file={SAMPLE / 'demonstrations_valid.jsonl'}", "epochs=1", "lr=2e-3", "batch_size=16",
-        "micro_batch_size=16", "max_length=96", "logging_steps=5", *extra])
-    return sft_main(config, out)
+def _sft(model, out, **over):
+    return sft_main(sft_config(model, epochs=1, **over), out)
 
 
-def _rm(model, out, *extra):
-    config = load_config(RMConfig, None, [
-        f"model={model}", f"train_file={SAMPLE / 'comparisons_train.jsonl'}",
-        f"eval_file={SAMPLE / 'comparisons_valid.jsonl'}", "epochs=1", "lr=1e-3", "batch_size=16",
-        "micro_batch_size=8", "max_length=96", "norm_max_records=64", *extra])
-    return rm_main(config, out)
+def _rm(model, out, **over):
+    return rm_main(rm_config(model, epochs=1, norm_file="", norm_max_records=64, **over), out)
 
 
 @pytest.mark.parametrize("arch", ["llama", "gpt_neox"])
@@ -42,25 +31,25 @@ def test_sft_then_rm_end_to_end(arch, tiny_model_factory, tmp_path):
 def test_lora_trains_adapters_and_saves_merged_weights(tiny_gpt2, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    metrics = _sft(tiny_gpt2, tmp_path / "lora", "lora.r=8", "lora.alpha=16", "lr=5e-3")
+    metrics = _sft(tiny_gpt2, tmp_path / "lora", **{"lora.r": 8, "lora.alpha": 16, "lr": 5e-3})
     assert metrics["sft/eval_loss"] < 6.0
     base = AutoModelForCausalLM.from_pretrained(tiny_gpt2)
     tuned = AutoModelForCausalLM.from_pretrained(tmp_path / "lora" / "final")  # a plain model: adapters merged
     assert set(base.state_dict()) == set(tuned.state_dict())
     changed = [k for k, v in base.state_dict().items() if not torch.equal(v, tuned.state_dict()[k])]
     assert changed and all("wte" not in k for k in changed)  # only adapted linear layers moved
-    rm = _rm(tmp_path / "lora" / "final", tmp_path / "rm", "lora.r=8")
+    rm = _rm(tmp_path / "lora" / "final", tmp_path / "rm", **{"lora.r": 8})
     assert (tmp_path / "rm" / "final" / "reward_head.safetensors").exists() and rm["rm/eval_accuracy"] > 0.5
 
 
 def test_bf16_autocast_on_cpu_trains(tiny_gpt2, tmp_path):
-    fp32 = _sft(tiny_gpt2, tmp_path / "fp32", "eval_file=")
-    bf16 = _sft(tiny_gpt2, tmp_path / "bf16", "eval_file=", "precision=bf16")
+    fp32 = _sft(tiny_gpt2, tmp_path / "fp32", eval_file="")
+    bf16 = _sft(tiny_gpt2, tmp_path / "bf16", eval_file="", precision="bf16")
     # bf16 matmuls round to 8 bits of mantissa: the loss curve follows fp32 closely, not exactly.
     assert bf16["train/loss"] == pytest.approx(fp32["train/loss"], rel=0.05)
 
 
 def test_gradient_checkpointing_gives_the_same_step(tiny_gpt2, tmp_path):
-    a = _sft(tiny_gpt2, tmp_path / "a", "eval_file=", "max_steps=3")
-    b = _sft(tiny_gpt2, tmp_path / "b", "eval_file=", "max_steps=3", "gradient_checkpointing=true")
+    a = _sft(tiny_gpt2, tmp_path / "a", eval_file="", max_steps=3)
+    b = _sft(tiny_gpt2, tmp_path / "b", eval_file="", max_steps=3, gradient_checkpointing="true")
     assert a["train/loss"] == pytest.approx(b["train/loss"], rel=1e-5)

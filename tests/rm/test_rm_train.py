@@ -5,19 +5,8 @@ import json
 import pytest
 
 import rlhf
-from rlhf.config import load_config
-from rlhf.rm.config import RMConfig
 from rlhf.rm.train import main as rm_main
-from tests.helpers import SAMPLE, count_side_by_side, max_weight_diff, two_torch_threads
-
-
-def rm_config(model, **over):
-    base = {"model": str(model), "train_file": str(SAMPLE / "comparisons_train.jsonl"),
-            "eval_file": str(SAMPLE / "comparisons_valid.jsonl"), "epochs": 3, "lr": 1e-3, "batch_size": 16,
-            "micro_batch_size": 8, "max_length": 96, "logging_steps": 5,
-            "norm_file": str(SAMPLE / "demonstrations_valid.jsonl")}
-    base.update(over)
-    return load_config(RMConfig, None, [f"{k}={v}" for k, v in base.items()])
+from tests.helpers import SAMPLE, count_side_by_side, max_weight_diff, rm_config, two_torch_threads
 
 
 def test_rm_learns_hidden_rule_and_normalises(tiny_gpt2, tmp_path):

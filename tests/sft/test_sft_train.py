@@ -5,20 +5,10 @@ import json
 import pytest
 import torch
 
-from rlhf.config import load_config
 from rlhf.core.checkpoint import latest_checkpoint
 from rlhf.core.train import NonFiniteLossError
-from rlhf.sft.config import SFTConfig
 from rlhf.sft.train import main as sft_main
-from tests.helpers import SAMPLE, count_side_by_side, max_weight_diff, two_torch_threads
-
-
-def sft_config(model, **over):
-    base = {"model": str(model), "train_file": str(SAMPLE / "demonstrations_train.jsonl"),
-            "eval_file": str(SAMPLE / "demonstrations_valid.jsonl"), "epochs": 2, "lr": 2e-3, "batch_size": 16,
-            "micro_batch_size": 16, "max_length": 96, "logging_steps": 5}
-    base.update(over)
-    return load_config(SFTConfig, None, [f"{k}={v}" for k, v in base.items()])
+from tests.helpers import count_side_by_side, max_weight_diff, sft_config, two_torch_threads
 
 
 def test_sft_loss_falls_and_run_folder_is_complete(tiny_gpt2, tmp_path):
