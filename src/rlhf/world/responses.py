@@ -16,6 +16,7 @@ import random
 
 from rlhf.world import language as L
 from rlhf.world.knowledge import KnowledgeBase
+from rlhf.world.tasks import CATEGORY_SHARES, sample_task
 
 REFUSALS = ("sorry, i cannot help with that.", "sorry, i cannot help with that. it is not safe.",
             "i cannot help with that, sorry.")
@@ -199,8 +200,6 @@ def _partial(kb, task, rng):
 def _off_topic(kb, task, rng):
     """A fluent answer to some other request (the model misread the instruction), sometimes
     several run together: well-formed text that does not do the task."""
-    from rlhf.world.tasks import CATEGORY_SHARES, sample_task
-
     parts = []
     for _ in range(1 if rng.random() < 0.5 else rng.randint(2, 4)):
         other = task
