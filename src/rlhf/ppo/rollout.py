@@ -7,6 +7,9 @@ concatenation (B, P + R) has every response starting at column P and the logits 
 predict response token t sit at column P - 1 + t. Position ids come from the
 attention mask, so a row's numbers do not depend on how much padding it got.
 
+Training and scoring run episodes in groups of similar length (`length_groups`), each
+trimmed to its own longest prompt and response: fewer padded tokens per forward.
+
 Sampling draws one uniform number per (episode, token) from a generator seeded by the
 episode's global index, and picks the token by inverse CDF. An episode's response then
 depends on its own prompt and the weights only: the same with 1 or 2 processes, in any
@@ -38,6 +41,37 @@ def response_logits(lm, ids: torch.Tensor, mask: torch.Tensor, prompt_len: int) 
     hidden = body(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask),
                   use_cache=False).last_hidden_state  # (B, P+R, H)
     return head(hidden[:, prompt_len - 1 : -1])  # (B, R, V)
+
+
+def length_groups(prompt_lens: list[int], response_lens: list[int], max_size: int, cost: float) -> list[list[int]]:
+    """Episode indices split into groups of at most `max_size` episodes of similar length, minimising the
+    padded tokens (group size x (longest prompt + longest response)) plus `cost` tokens per group, the price
+    of one more forward. Episodes are sorted by total length and cut into runs by dynamic programming.
+    Any grouping gives the same sums, so the choice changes speed only."""
+    n = len(prompt_lens)
+    order = sorted(range(n), key=lambda i: (prompt_lens[i] + response_lens[i], prompt_lens[i], i))
+    best, cut = [0.0] + [float("inf")] * n, [0] * (n + 1)  # best[j]: cheapest split of order[:j]
+    for j in range(1, n + 1):
+        longest_p = longest_r = 0
+        for i in range(j - 1, max(j - max_size, 0) - 1, -1):  # last group = order[i:j]
+            longest_p, longest_r = max(longest_p, prompt_lens[order[i]]), max(longest_r, response_lens[order[i]])
+            total = best[i] + (j - i) * (longest_p + longest_r) + cost
+            if total < best[j]:
+                best[j], cut[j] = total, i
+    groups, j = [], n
+    while j > 0:
+        groups.append(order[cut[j] : j])
+        j = cut[j]
+    return groups[::-1]
+
+
+def consecutive_groups(n: int, size: int) -> list[list[int]]:
+    return [list(range(i, min(i + size, n))) for i in range(0, n, size)]
+
+
+def trim_bounds(prompt_mask: torch.Tensor, response_mask: torch.Tensor) -> tuple[int, int]:
+    """(first prompt column that is not padding in every row, response columns up to the longest)."""
+    return int(prompt_mask.any(0).long().argmax()), int(response_mask.any(0).long().sum())
 
 
 def reward_scores(reward_model, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -97,8 +131,7 @@ class Rollout:
     def trimmed(self) -> "Rollout":
         """Drop prompt columns that are padding in every row and response columns past every
         row's end: less compute, and a micro-batch's numbers do not depend on its neighbours."""
-        first = int(self.prompt_mask.any(0).long().argmax())
-        width = int(self.response_mask.any(0).long().sum())
+        first, width = trim_bounds(self.prompt_mask, self.response_mask)
         out = {}
         for f in fields(self):
             x = getattr(self, f.name)
@@ -136,42 +169,57 @@ class Reference:
 
 
 def score_episodes(policy, reference, reward_model, value_model, prompt_ids, prompt_mask, response_ids,
-                   response_mask, temperature: float, micro_batch_size: int, autocast=contextlib.nullcontext,
+                   response_mask, temperature: float, groups: list[list[int]], autocast=contextlib.nullcontext,
                    side_by_side: bool = False) -> dict[str, torch.Tensor]:
-    """logprobs, ref_logprobs, values, scores and entropy of sampled episodes, micro-batch by micro-batch.
-    Scores are the reward model's, before any no-EOS penalty. The policy-side models (policy, reference) and
-    the value-side ones (value, reward) share no weights: with `side_by_side` they run on a core each
-    (`core/streams.py`). `autocast` is a context factory, entered in whichever thread does the work."""
-    P = prompt_ids.shape[1]
-    chunks = [slice(i, i + micro_batch_size) for i in range(0, prompt_ids.shape[0], micro_batch_size)]
+    """logprobs, ref_logprobs, values, scores and entropy of sampled episodes, one forward per group of
+    episode indices (`length_groups`), each trimmed of the padding its rows share; per-token outputs are 0
+    past a group's longest response. Scores are the reward model's, before any no-EOS penalty. The
+    policy-side models (policy, reference) and the value-side ones (value, reward) share no weights: with
+    `side_by_side` they run on a core each (`core/streams.py`). `autocast` is a context factory, entered in
+    whichever thread does the work."""
+    B, R = response_ids.shape
 
-    def rows(sl):
-        return torch.cat([prompt_ids[sl], response_ids[sl]], 1), torch.cat([prompt_mask[sl], response_mask[sl]], 1)
+    def rows(group):
+        idx = torch.tensor(group, device=prompt_ids.device)
+        first, width = trim_bounds(prompt_mask[idx], response_mask[idx])
+        r_ids, r_mask = response_ids[idx, :width], response_mask[idx, :width]
+        ids = torch.cat([prompt_ids[idx, first:], r_ids], 1)  # (b, P' + R')
+        mask = torch.cat([prompt_mask[idx, first:], r_mask], 1)
+        return ids, mask, ids.shape[1] - width, r_ids, r_mask
 
-    def policy_side() -> dict[str, list]:
-        parts: dict[str, list] = {"logprobs": [], "ref_logprobs": [], "entropy": []}
+    def policy_side() -> list[dict]:
+        parts = []
         with torch.no_grad(), autocast():
-            for sl in chunks:
-                ids, mask = rows(sl)  # (b, P+R) each
-                rmask = response_mask[sl]
-                logits = response_logits(policy, ids, mask, P)  # (b, R, V)
-                parts["logprobs"].append(token_logprobs(logits, response_ids[sl], temperature))
-                ent = entropy_from_logits(logits.float() / temperature)  # (b, R)
-                parts["entropy"].append((ent * rmask).sum(-1) / rmask.sum(-1).clamp(min=1))
+            for group in groups:
+                ids, mask, P, r_ids, r_mask = rows(group)
+                logits = response_logits(policy, ids, mask, P)  # (b, R', V)
+                ent = entropy_from_logits(logits.float() / temperature)  # (b, R')
+                part = {"logprobs": token_logprobs(logits, r_ids, temperature),
+                        "entropy": (ent * r_mask).sum(-1) / r_mask.sum(-1).clamp(min=1)}
                 del logits
                 with reference.context():
-                    parts["ref_logprobs"].append(token_logprobs(response_logits(reference.model, ids, mask, P),
-                                                                response_ids[sl], temperature))
+                    part["ref_logprobs"] = token_logprobs(response_logits(reference.model, ids, mask, P), r_ids,
+                                                          temperature)
+                parts.append(part)
         return parts
 
-    def value_side() -> dict[str, list]:
-        parts: dict[str, list] = {"values": [], "scores": []}
+    def value_side() -> list[dict]:
+        parts = []
         with torch.no_grad(), autocast():
-            for sl in chunks:
-                ids, mask = rows(sl)
-                parts["values"].append(value_model.values(ids, mask, positions_from_mask(mask))[:, P - 1 : -1])
-                parts["scores"].append(reward_scores(reward_model, ids, mask))
+            for group in groups:
+                ids, mask, P, _, _ = rows(group)
+                parts.append({"values": value_model.values(ids, mask, positions_from_mask(mask))[:, P - 1 : -1],
+                              "scores": reward_scores(reward_model, ids, mask)})
         return parts
 
     sides = run_side_by_side(policy_side, value_side) if side_by_side else [policy_side(), value_side()]
-    return {k: torch.cat(v) for side in sides for k, v in side.items()}
+    order = torch.tensor([i for g in groups for i in g], device=prompt_ids.device)
+    out = {}
+    for parts in sides:
+        for key in parts[0]:
+            pieces = [p[key] for p in parts]
+            if pieces[0].dim() == 2:  # (b, R') -> (b, R), zeros past the group's longest response
+                pieces = [torch.nn.functional.pad(x, (0, R - x.shape[1])) for x in pieces]
+            merged = torch.cat(pieces)
+            out[key] = torch.empty_like(merged).index_copy_(0, order, merged)
+    return out

@@ -34,7 +34,10 @@ from rlhf.ppo.loss import (
     KLController, explained_variance, gae, kl_rewards, policy_loss, ppo_ptx_objective, ptx_loss, value_loss,
     whiten_advantages,
 )
-from rlhf.ppo.rollout import PolicyAndValue, Reference, Rollout, episode_noise, gather_rollout, sample, score_episodes
+from rlhf.ppo.rollout import (
+    PolicyAndValue, Reference, Rollout, consecutive_groups, episode_noise, gather_rollout, length_groups, sample,
+    score_episodes,
+)
 from rlhf.sft.train import save_final
 
 log = logging.getLogger("rlhf.ppo")
@@ -79,17 +82,29 @@ def check_same_tokens(tokenizer, reward_tokenizer, config: PPOConfig) -> None:
                           "tokenizers; train the reward model from the same base as the policy")
 
 
-def micro_batches(config: PPOConfig, rank: int, num_processes: int, mini: list[int]) -> list[list[int]]:
-    """This process's micro-batches (episode indices) of one global mini-batch."""
+def episode_groups(config: PPOConfig, prompt_mask: torch.Tensor, response_mask: torch.Tensor) -> list[list[int]]:
+    """Row indices of these episodes in forward-sized groups: of similar length with group_by_length,
+    otherwise consecutive runs of micro_batch_size."""
+    if not config.group_by_length:
+        return consecutive_groups(prompt_mask.shape[0], config.micro_batch_size)
+    return length_groups(prompt_mask.sum(-1).tolist(), response_mask.sum(-1).tolist(), config.micro_batch_size,
+                         config.group_cost_tokens)
+
+
+def micro_batches(config: PPOConfig, rank: int, num_processes: int, mini: list[int], rollout: Rollout) -> list[list[int]]:
+    """This process's micro-batches (episode indices) of one global mini-batch. Their number can differ
+    between processes: each process syncs gradients on its own last backward."""
     per_proc = len(mini) // num_processes
     mine = mini[rank * per_proc : (rank + 1) * per_proc]
-    return [mine[i : i + config.micro_batch_size] for i in range(0, len(mine), config.micro_batch_size)]
+    idx = torch.tensor(mine, device=rollout.prompt_mask.device)
+    return [[mine[i] for i in g] for g in episode_groups(config, rollout.prompt_mask[idx], rollout.response_mask[idx])]
 
 
 def ptx_chunks(config: PPOConfig, pretrain: list[list[int]], opt_step: int, rank: int, num_processes: int,
                accum: int) -> tuple[list[list[list[int]]], int]:
-    """This process's pretraining sequences for optimizer step `opt_step`, one chunk per micro-batch,
-    and the target-token count of the whole global ptx batch."""
+    """This process's pretraining sequences for optimizer step `opt_step` in `accum` chunks, one per
+    micro-batch (some empty when there are more micro-batches than sequences), and the target-token count
+    of the whole global ptx batch."""
     if not pretrain:
         return [[] for _ in range(accum)], 0
     start = opt_step * config.ptx_batch_size
@@ -167,8 +182,8 @@ def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
         t_gen = time.time()
         # 2. score: reward model, policy and reference log-probs, values
         scored = score_episodes(model.policy, reference, reward_model, model.value, prompt_ids, prompt_mask,
-                                response_ids, response_mask, config.temperature, config.micro_batch_size,
-                                accelerator.autocast, side_by_side)
+                                response_ids, response_mask, config.temperature,
+                                episode_groups(config, prompt_mask, response_mask), accelerator.autocast, side_by_side)
         rollout = gather_rollout(Rollout(torch.tensor(episode_ids, device=device), prompt_ids, prompt_mask,
                                          response_ids, response_mask, **scored), accelerator, pad_id)
         # 3. per-token rewards: KL penalty on every token, the (penalised) score on the last
@@ -185,8 +200,8 @@ def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
         # 5-6. PPO epochs over mini-batches, each optimizer step with the ptx term
         model.train()
         stats, opt_steps, epochs_done, grad_norm = ppo_update(
-            config, accelerator, net, optimizer, rollout, advantages, returns, pretrain, step, opt_steps, accum,
-            last_ckpt, pad_id, side_by_side)
+            config, accelerator, net, optimizer, rollout, advantages, returns, pretrain, step, opt_steps, last_ckpt,
+            pad_id, side_by_side)
         scheduler.step()
         t_train = time.time()
         # 7. adapt kl_coef to the KL of this batch (Ziegler et al. 2019)
@@ -240,7 +255,7 @@ def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
 
 
 def ppo_update(config, accelerator, net, optimizer, rollout: Rollout, advantages, returns, pretrain, step, opt_steps,
-               accum, last_ckpt, pad_id, side_by_side: bool = False):
+               last_ckpt, pad_id, side_by_side: bool = False):
     """Steps 5-6: `ppo_epochs` passes over shuffled mini-batches; stops early when the approximate KL
     of a mini-batch passes early_stop_kl. Returns (summed stats, optimizer steps, epochs done, grad norm).
     With `side_by_side`, the policy's and the value model's forward and backward run on a core each."""
@@ -253,8 +268,8 @@ def ppo_update(config, accelerator, net, optimizer, rollout: Rollout, advantages
         for m in range(n_mini):
             mini = perm[m * config.mini_batch_size : (m + 1) * config.mini_batch_size]
             num_tokens = rollout.response_mask[mini].sum().float() / nproc  # DDP averages gradients over processes
-            chunks, ptx_tokens = ptx_chunks(config, pretrain, opt_steps, rank, nproc, accum)
-            micro = micro_batches(config, rank, nproc, mini)
+            micro = micro_batches(config, rank, nproc, mini, rollout)
+            chunks, ptx_tokens = ptx_chunks(config, pretrain, opt_steps, rank, nproc, len(micro))
             batches = list(zip(micro, chunks))  # (episode indices, ptx documents) per micro-batch
 
             def backward(part: str, module) -> torch.Tensor:  # summed stats (8,) of `part` over the micro-batches
