@@ -198,3 +198,25 @@ def test_policy_and_value_side_by_side_equal_one_after_the_other(ppo_world, tmp_
     for key in ("ppo/reward_last", "objective/kl", "ppo/policy/loss", "ppo/value/loss"):
         assert abs(runs[True][key] - runs[False][key]) <= 1e-4 * max(1.0, abs(runs[False][key])), key
     assert_same_weights(tmp_path / "run-True", tmp_path / "run-False", atol=1e-4)
+
+
+def test_value_warmup_trains_the_value_model_alone_first(ppo_world, tmp_path):
+    config = load_config(PPOConfig, None, world_args(ppo_world, value_warmup_iterations=1, save_steps=1, keep_checkpoints=3))
+    main(config, str(tmp_path / "run"))
+    start = load_file(str(Path(ppo_world["policy"]) / "model.safetensors"))
+    rm_body = load_file(str(Path(ppo_world["reward_model"]) / "model.safetensors"))
+
+    def moved(weights: dict, reference: dict) -> float:
+        common = weights.keys() & reference.keys()
+        assert common
+        return max(float((weights[k] - reference[k]).abs().max()) for k in common)
+
+    ckpts = sorted(p.parent for p in (tmp_path / "run").rglob("policy.safetensors"))
+    assert len(ckpts) == 2  # after iterations 1 and 2 (the last one writes final/ instead)
+    after_warmup, after_two = ckpts
+    assert moved(load_file(str(after_warmup / "policy.safetensors")), start) == 0.0
+    assert moved({k.removeprefix("body."): v for k, v in load_file(str(after_warmup / "value.safetensors")).items()},
+                 rm_body) > 1e-4
+    assert moved(load_file(str(after_two / "policy.safetensors")), start) > 1e-4
+    history = [json.loads(l) for l in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert history[0]["ppo/policy/clipfrac"] == 0 and 0 < history[0]["ppo/value/loss"] < 10

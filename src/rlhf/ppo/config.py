@@ -43,6 +43,10 @@ class PPOConfig:
     """What one more forward costs, in padded tokens, when choosing the groups: a group is split off only
     if it saves more padding than this. 32 fits small models on a CPU; raise it where a forward's fixed
     cost is larger (GPUs, many layers)."""
+    value_warmup_iterations: int = 0
+    """First PPO iterations that train only the value model, the policy frozen (OpenRLHF's freezing_actor_steps).
+    The value model starts from the reward model, which never scored partial responses, so its first advantages
+    are mostly noise that the policy would follow. They count toward total_episodes."""
     ppo_epochs: int = 4
     """Passes over each rollout batch (Schulman et al. 2017; lm-human-preferences used 4)."""
     lr: float = 1.0e-5
@@ -130,6 +134,8 @@ class PPOConfig:
         require(self.total_episodes >= self.batch_size,
                 f"total_episodes ({self.total_episodes}) must be at least one batch ({self.batch_size})")
         require(self.ppo_epochs >= 1, "ppo_epochs must be >= 1")
+        require(0 <= self.value_warmup_iterations < self.iterations,
+                f"value_warmup_iterations must be in [0, {self.iterations}) (the iterations of total_episodes)")
         require(self.group_cost_tokens >= 0, f"group_cost_tokens must be >= 0, got {self.group_cost_tokens}")
         require(self.lr > 0, f"lr must be > 0, got {self.lr}")
         require(self.max_new_tokens >= 1, "max_new_tokens must be >= 1")

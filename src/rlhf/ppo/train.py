@@ -201,7 +201,7 @@ def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
         model.train()
         stats, opt_steps, epochs_done, grad_norm = ppo_update(
             config, accelerator, net, optimizer, rollout, advantages, returns, pretrain, step, opt_steps, last_ckpt,
-            pad_id, side_by_side)
+            pad_id, side_by_side, train_policy=step >= config.value_warmup_iterations)
         scheduler.step()
         t_train = time.time()
         # 7. adapt kl_coef to the KL of this batch (Ziegler et al. 2019)
@@ -255,10 +255,11 @@ def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
 
 
 def ppo_update(config, accelerator, net, optimizer, rollout: Rollout, advantages, returns, pretrain, step, opt_steps,
-               last_ckpt, pad_id, side_by_side: bool = False):
+               last_ckpt, pad_id, side_by_side: bool = False, train_policy: bool = True):
     """Steps 5-6: `ppo_epochs` passes over shuffled mini-batches; stops early when the approximate KL
     of a mini-batch passes early_stop_kl. Returns (summed stats, optimizer steps, epochs done, grad norm).
-    With `side_by_side`, the policy's and the value model's forward and backward run on a core each."""
+    With `side_by_side`, the policy's and the value model's forward and backward run on a core each.
+    Without `train_policy` (value warm-up) only the value model learns."""
     rank, nproc, device = accelerator.process_index, accelerator.num_processes, accelerator.device
     sums = torch.zeros(8, dtype=torch.float64, device=device)  # pg, vf, pg_clip, vf_clip, approx_kl, tokens, ptx, ptx_tok
     B, grad_norm, epochs_done = len(rollout), 0.0, 0.0
@@ -269,7 +270,7 @@ def ppo_update(config, accelerator, net, optimizer, rollout: Rollout, advantages
             mini = perm[m * config.mini_batch_size : (m + 1) * config.mini_batch_size]
             num_tokens = rollout.response_mask[mini].sum().float() / nproc  # DDP averages gradients over processes
             micro = micro_batches(config, rank, nproc, mini, rollout)
-            chunks, ptx_tokens = ptx_chunks(config, pretrain, opt_steps, rank, nproc, len(micro))
+            chunks, ptx_tokens = ptx_chunks(config, pretrain if train_policy else [], opt_steps, rank, nproc, len(micro))
             batches = list(zip(micro, chunks))  # (episode indices, ptx documents) per micro-batch
 
             def backward(part: str, module) -> torch.Tensor:  # summed stats (8,) of `part` over the micro-batches
@@ -279,14 +280,20 @@ def ppo_update(config, accelerator, net, optimizer, rollout: Rollout, advantages
 
                 return sum(backward_micro_batches(module, batches, loss_fn, accelerator, opt_steps, last_ckpt, False))
 
-            if side_by_side:  # policy and value on a core each (core/streams.py); one process, so no DDP sync
-                model = accelerator.unwrap_model(net)
+            model = accelerator.unwrap_model(net)
+            if not train_policy and nproc == 1:
+                mb_sums = backward("value", model)
+            elif side_by_side:  # policy and value on a core each (core/streams.py); one process, so no DDP sync
                 mb_sums = sum(run_side_by_side(lambda: backward("policy", model), lambda: backward("value", model)))
             else:
                 mb_sums = backward("both", net)
+            if not train_policy:  # several processes: DDP ran the joint backward; the policy keeps its weights
+                for p in model.policy.parameters():
+                    p.grad = None
             grad_norm = optimizer_step(accelerator, net, optimizer, config.max_grad_norm)
             opt_steps += 1
             mb_sums = accelerator.reduce(mb_sums, "sum")
+            mb_sums[5] = rollout.response_mask[mini].sum()  # the tokens are counted here, whichever parts ran
             sums += mb_sums
             epochs_done += 1 / n_mini
             if config.early_stop_kl > 0 and float(mb_sums[4] / mb_sums[5].clamp(min=1)) > config.early_stop_kl:
@@ -321,8 +328,7 @@ def policy_terms(config, mb, logits, ptx_logits, ptx_ids, ptx_mask, adv, num_tok
     if ptx_logits is not None:
         lm, lm_s = ptx_loss(token_logprobs(ptx_logits, ptx_ids[:, 1:]), ptx_mask[:, 1:], ptx_tokens)
     loss = ppo_ptx_objective(pg, zero, lm, config.vf_coef, config.ptx_coef)
-    parts = [pg_s["loss_sum"], zero, pg_s["clipped"], zero, pg_s["approx_kl"], pg_s["tokens"], lm_s["loss_sum"],
-             lm_s["tokens"]]
+    parts = [pg_s["loss_sum"], zero, pg_s["clipped"], zero, pg_s["approx_kl"], zero, lm_s["loss_sum"], lm_s["tokens"]]
     return loss, torch.stack([x.detach().to(torch.float64) for x in parts])
 
 
@@ -336,8 +342,9 @@ def value_terms(config, mb, new_values, ret, num_tokens, device):
 
 def micro_loss(config, net, part: str, rollout, advantages, returns, batch, num_tokens, ptx_tokens, pad_id, device):
     """(loss, stat sums (8,): pg, vf, pg_clip, vf_clip, approx_kl, tokens, ptx, ptx_tokens) of one micro-batch
-    `batch` = (episode indices, ptx documents). `part` "both" goes through the joint module (its forward is
-    what DDP syncs); "policy" and "value" take one model each, for side-by-side threads in one process."""
+    `batch` = (episode indices, ptx documents); tokens is left 0 for ppo_update to count. `part` "both" goes
+    through the joint module (its forward is what DDP syncs); "policy" and "value" take one model each, for
+    side-by-side threads in one process."""
     idx, ptx_docs = batch
     mb, ids, mask, P, R = micro_inputs(rollout, idx)
     loss, stats = torch.zeros((), device=device), torch.zeros(8, dtype=torch.float64, device=device)
