@@ -77,6 +77,8 @@ class DemoConfig:
     """PPO episodes per run (quick: 256)."""
     ppo_lr: float = 3e-4
     """PPO peak learning rate of policy and value model."""
+    value_warmup_iterations: int = 0
+    """PPO iterations (of 64 episodes) that train only the value model before the policy moves."""
     kl_coef: float = 0.1
     """beta, the per-token KL penalty toward the SFT model (the paper: 0.02, with a far better reward model)."""
     no_eos_penalty: float = 1.0
@@ -179,7 +181,7 @@ def run_ppo(config: DemoConfig, size: str, ptx: bool, data: Path, runs: Path, re
                     total_episodes=config.num_ppo_episodes, batch_size=64, mini_batch_size=16, micro_batch_size=16,
                     ppo_epochs=4, lr=config.ppo_lr, max_new_tokens=config.max_new_tokens, max_length=256,
                     temperature=config.temperature, kl_coef=config.kl_coef, ptx_coef=config.ptx_coef if ptx else 0.0,
-                    no_eos_penalty=config.no_eos_penalty,
+                    no_eos_penalty=config.no_eos_penalty, value_warmup_iterations=config.value_warmup_iterations,
                     ptx_batch_size=16, ptx_max_length=128, seed=config.seed, log_samples=64, save_steps=0)
     ppo.validate()
     name = "ppo_ptx" if ptx else "ppo"
