@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from pathlib import Path
 
 import pytest
 
@@ -112,3 +113,37 @@ def test_quick_demo_writes_every_section_and_metric(tmp_path):
     assert math.isfinite(metrics["tax/ppl_gpt_small"]) and metrics["tax/ppl_gpt_small"] < 449
     # The reward model learned something real even in the quick run.
     assert metrics["rm/accuracy_train_labelers"] > 0.6
+
+
+def test_resume_reuses_a_stage_only_if_its_config_and_input_files_are_unchanged(tmp_path):
+    """A rebuilt upstream model keeps its path, so equal configs are not enough: the inputs'
+    bytes must match too, or the stage reruns (a retrained RM once left stale PPO runs)."""
+    from dataclasses import dataclass
+
+    from rlhf.world.demo import run_stage
+
+    @dataclass
+    class StageConfig:
+        model: str
+        lr: float = 1.0
+
+    upstream = tmp_path / "upstream"
+    upstream.mkdir()
+    (upstream / "weights.bin").write_bytes(b"first")
+    runs: list[float] = []
+
+    def stage(config, out):
+        runs.append(config.lr)
+        Path(out).mkdir(parents=True)
+        (Path(out) / "config.yaml").write_text(f"model: {config.model}\nlr: {config.lr}\n")
+        (Path(out) / "metrics.json").write_text(json.dumps({"n": len(runs)}))
+        return {"n": len(runs)}
+
+    folder, config = tmp_path / "stage", StageConfig(str(upstream))
+    assert run_stage("s", stage, config, folder, resume=True) == {"n": 1}
+    assert run_stage("s", stage, config, folder, resume=True) == {"n": 1}  # reused
+    (upstream / "weights.bin").write_bytes(b"second")  # the upstream stage ran again
+    assert run_stage("s", stage, config, folder, resume=True) == {"n": 2}
+    assert run_stage("s", stage, StageConfig(str(upstream), lr=2.0), folder, resume=True) == {"n": 3}
+    assert run_stage("s", stage, StageConfig(str(upstream), lr=2.0), folder, resume=False) == {"n": 4}
+    assert runs == [1.0, 1.0, 2.0, 2.0]

@@ -10,11 +10,13 @@
 -> report.md with PNG plots, metrics.json (docs/demo.md explains how to read them)
 
 Each stage runs in its own folder under --out/runs with the stage's own config; with
---resume a stage whose folder holds finished results for the same config is not run again.
+--resume a stage whose folder holds finished results for the same config and the same
+input files (byte for byte) is not run again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -24,7 +26,7 @@ from pathlib import Path
 import torch
 
 from rlhf.config import require, to_dict
-from rlhf.core.io import atomic_write_jsonl
+from rlhf.core.io import atomic_write_jsonl, atomic_write_text
 from rlhf.core.run import Run
 from rlhf.world.pretrain import SIZES, PretrainConfig, pretrained_models
 
@@ -145,12 +147,15 @@ class DemoConfig:
 
 # -- stages ----------------------------------------------------------------------------------
 def run_stage(name: str, main_fn, config, folder: Path, resume: bool) -> dict:
-    """Run one stage in `folder`, or reuse its finished results when resuming with the same config."""
-    saved, metrics_file = folder / "config.yaml", folder / "metrics.json"
-    if resume and saved.exists() and metrics_file.exists():
+    """Run one stage in `folder`, or reuse its finished results when resuming with the same config and
+    byte-identical inputs: a rebuilt upstream model or data file keeps its path, so the config alone
+    would not show that an earlier stage ran again."""
+    saved, metrics_file, inputs_file = folder / "config.yaml", folder / "metrics.json", folder / "inputs.sha256"
+    inputs = input_fingerprint(to_dict(config))
+    if resume and saved.exists() and metrics_file.exists() and inputs_file.exists():
         import yaml
 
-        if yaml.safe_load(saved.read_text()) == to_dict(config):
+        if yaml.safe_load(saved.read_text()) == to_dict(config) and inputs_file.read_text().strip() == inputs:
             log.info("%s: reusing the finished run in %s", name, folder)
             return json.loads(metrics_file.read_text())
     if folder.exists():
@@ -158,7 +163,31 @@ def run_stage(name: str, main_fn, config, folder: Path, resume: bool) -> dict:
 
         shutil.rmtree(folder)  # a stale or half-finished stage: start it clean
     log.info("%s: running in %s", name, folder)
-    return main_fn(config, str(folder))
+    metrics = main_fn(config, str(folder))
+    atomic_write_text(inputs_file, inputs + "\n")  # written last: its presence marks a finished stage
+    return metrics
+
+
+def input_fingerprint(values) -> str:
+    """sha256 of the contents of every existing file or folder a (nested) config dict names."""
+    digest = hashlib.sha256()
+
+    def visit(value) -> None:
+        if isinstance(value, dict):
+            for key in sorted(value):
+                visit(value[key])
+        elif isinstance(value, list):
+            for item in value:
+                visit(item)
+        elif isinstance(value, str) and value and Path(value).exists():
+            root = Path(value)
+            for f in sorted(root.rglob("*")) if root.is_dir() else [root]:
+                if f.is_file():
+                    digest.update(f"{value}:{f.relative_to(root) if root.is_dir() else ''}".encode())
+                    digest.update(f.read_bytes())
+
+    visit(values)
+    return digest.hexdigest()
 
 
 def run_sft(config: DemoConfig, size: str, base: str, data: Path, runs: Path, resume: bool) -> dict:
