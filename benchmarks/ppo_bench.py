@@ -63,6 +63,7 @@ def ppo_run(setup: dict, out: Path, iterations: int, epochs: int, precision: str
         "ppo/gen_tokens_per_s": mean("ppo/gen_tokens_per_s"),
         "ppo/seconds_per_iteration": total,
         "ppo/response_length": mean("ppo/response_length"),
+        "ppo/padding_frac": mean("ppo/padding_frac"),
         "split/generation": mean("time/generation_s") / total,
         "split/scoring": mean("time/scoring_s") / total,
         "split/training": mean("time/training_s") / total,

@@ -8,7 +8,8 @@ import torch
 from rlhf.core.models import load_causal_lm, load_tokenizer
 from rlhf.core.reward import reward_model_from_lm
 from rlhf.ppo.rollout import (
-    Reference, episode_noise, length_groups, pick_tokens, response_logits, response_mask_from, sample, score_episodes,
+    Reference, episode_noise, length_groups, padding_fraction, pick_tokens, response_logits, response_mask_from,
+    sample, score_episodes,
 )
 
 
@@ -81,6 +82,9 @@ def test_length_groups_by_hand():
     assert length_groups(prompts, responses, max_size=2, cost=20) == [[1, 3], [2, 0]]
     # the longest prompt and the longest response of a group both count: 2 x (5 + 9) = 28 > 6 + 14
     assert length_groups([5, 5], [1, 9], max_size=2, cost=0) == [[0], [1]]
+    # one group of rows (2 + 3) and (4 + 1): 2 x (4 + 3) = 14 computed, 10 real
+    assert padding_fraction([[0, 1]], [2, 4], [3, 1]) == pytest.approx(4 / 14)
+    assert padding_fraction([[0], [1]], [2, 4], [3, 1]) == 0
 
 
 def test_scoring_in_length_groups_equals_one_batch(policy, tiny_gpt2):

@@ -58,6 +58,7 @@ def test_ppo_raises_reward_while_kl_tracks_the_target(ppo_world, tmp_path):
     # third of the run it must sit within a factor 2.5 of it (beta fixed at 0.02 reaches ~19 here).
     late_kl = sum(h["objective/kl"] for h in history[-4:]) / 4
     assert target / 2.5 <= late_kl <= 2.5 * target, [h["objective/kl"] for h in history]
+    assert 0 <= metrics["ppo/padding_frac"] < 0.5
     for key in ("objective/kl", "ppo/episodes_per_s", "ppo/policy/clipfrac", "ppo/value/explained_variance",
                 "time/generation_frac", "objective/entropy", "ppo/eos_rate"):
         assert key in metrics

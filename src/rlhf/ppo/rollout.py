@@ -65,6 +65,13 @@ def length_groups(prompt_lens: list[int], response_lens: list[int], max_size: in
     return groups[::-1]
 
 
+def padding_fraction(groups: list[list[int]], prompt_lens: list[int], response_lens: list[int]) -> float:
+    """Share of the tokens these groups' forwards compute that are padding."""
+    padded = sum(len(g) * (max(prompt_lens[i] for i in g) + max(response_lens[i] for i in g)) for g in groups)
+    real = sum(prompt_lens[i] + response_lens[i] for g in groups for i in g)
+    return 1 - real / max(padded, 1)
+
+
 def consecutive_groups(n: int, size: int) -> list[list[int]]:
     return [list(range(i, min(i + size, n))) for i in range(0, n, size)]
 

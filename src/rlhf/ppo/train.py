@@ -35,8 +35,8 @@ from rlhf.ppo.loss import (
     whiten_advantages,
 )
 from rlhf.ppo.rollout import (
-    PolicyAndValue, Reference, Rollout, consecutive_groups, episode_noise, gather_rollout, length_groups, sample,
-    score_episodes,
+    PolicyAndValue, Reference, Rollout, consecutive_groups, episode_noise, gather_rollout, length_groups,
+    padding_fraction, sample, score_episodes,
 )
 from rlhf.sft.train import save_final
 
@@ -181,9 +181,10 @@ def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
                 eos_id, pad_id)
         t_gen = time.time()
         # 2. score: reward model, policy and reference log-probs, values
+        groups = episode_groups(config, prompt_mask, response_mask)
         scored = score_episodes(model.policy, reference, reward_model, model.value, prompt_ids, prompt_mask,
-                                response_ids, response_mask, config.temperature,
-                                episode_groups(config, prompt_mask, response_mask), accelerator.autocast, side_by_side)
+                                response_ids, response_mask, config.temperature, groups, accelerator.autocast,
+                                side_by_side)
         rollout = gather_rollout(Rollout(torch.tensor(episode_ids, device=device), prompt_ids, prompt_mask,
                                          response_ids, response_mask, **scored), accelerator, pad_id)
         # 3. per-token rewards: KL penalty on every token, the (penalised) score on the last
@@ -223,6 +224,7 @@ def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
             "ppo/gen_tokens_per_s": n_tokens / max(t_gen - t0, 1e-9),
             "time/generation_s": t_gen - t0, "time/scoring_s": t_score - t_gen, "time/training_s": t_train - t_score,
             "time/generation_frac": (t_gen - t0) / (t_train - t0),
+            "ppo/padding_frac": padding_fraction(groups, prompt_mask.sum(-1).tolist(), response_mask.sum(-1).tolist()),
         })
         if step % config.logging_steps == 0 or step == config.iterations:
             run.log(step, metrics)
