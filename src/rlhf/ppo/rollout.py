@@ -29,6 +29,7 @@ from torch import nn
 from rlhf.core.generate import (  # noqa: F401
     episode_noise, left_pad, pick_tokens, positions_from_mask, response_mask_from, sample,
 )
+from rlhf.core.groups import length_groups, padding_fraction  # noqa: F401 (used by ppo/train and tests)
 from rlhf.core.lm import backbone_and_head
 from rlhf.core.ops import entropy_from_logits, token_logprobs
 from rlhf.core.reward import last_token_index
@@ -41,35 +42,6 @@ def response_logits(lm, ids: torch.Tensor, mask: torch.Tensor, prompt_len: int) 
     hidden = body(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask),
                   use_cache=False).last_hidden_state  # (B, P+R, H)
     return head(hidden[:, prompt_len - 1 : -1])  # (B, R, V)
-
-
-def length_groups(prompt_lens: list[int], response_lens: list[int], max_size: int, cost: float) -> list[list[int]]:
-    """Episode indices split into groups of at most `max_size` episodes of similar length, minimising the
-    padded tokens (group size x (longest prompt + longest response)) plus `cost` tokens per group, the price
-    of one more forward. Episodes are sorted by total length and cut into runs by dynamic programming.
-    Any grouping gives the same sums, so the choice changes speed only."""
-    n = len(prompt_lens)
-    order = sorted(range(n), key=lambda i: (prompt_lens[i] + response_lens[i], prompt_lens[i], i))
-    best, cut = [0.0] + [float("inf")] * n, [0] * (n + 1)  # best[j]: cheapest split of order[:j]
-    for j in range(1, n + 1):
-        longest_p = longest_r = 0
-        for i in range(j - 1, max(j - max_size, 0) - 1, -1):  # last group = order[i:j]
-            longest_p, longest_r = max(longest_p, prompt_lens[order[i]]), max(longest_r, response_lens[order[i]])
-            total = best[i] + (j - i) * (longest_p + longest_r) + cost
-            if total < best[j]:
-                best[j], cut[j] = total, i
-    groups, j = [], n
-    while j > 0:
-        groups.append(order[cut[j] : j])
-        j = cut[j]
-    return groups[::-1]
-
-
-def padding_fraction(groups: list[list[int]], prompt_lens: list[int], response_lens: list[int]) -> float:
-    """Share of the tokens these groups' forwards compute that are padding."""
-    padded = sum(len(g) * (max(prompt_lens[i] for i in g) + max(response_lens[i] for i in g)) for g in groups)
-    real = sum(prompt_lens[i] + response_lens[i] for g in groups for i in g)
-    return 1 - real / max(padded, 1)
 
 
 def consecutive_groups(n: int, size: int) -> list[list[int]]:

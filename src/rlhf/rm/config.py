@@ -26,6 +26,11 @@ class RMConfig(TrainConfig):
     """Rankings per forward/backward on one process (K rows each)."""
     dropout: float = 0.0
     """Dropout while training the reward model; -1 keeps the model's own."""
+    group_by_length: bool = True
+    """Forward each micro-batch's rows (prompt + response) in groups of similar length, each padded only to its
+    own longest row (`core/groups.length_groups`); the loss is the same. Off with compile=true."""
+    group_cost_tokens: int = 32
+    """What one more forward costs, in padded tokens, when choosing the groups (see group_by_length)."""
     norm_file: str = ""
     """Demonstrations whose mean reward is set to 0 after training (the paper's normalisation before RL). Empty: the
     responses of train_file."""
@@ -36,3 +41,4 @@ class RMConfig(TrainConfig):
         self.validate_train()
         require(self.dropout == -1 or 0 <= self.dropout < 1, "dropout must be in [0, 1), or -1 to keep the model's")
         require(self.norm_max_records >= 1, "norm_max_records must be >= 1")
+        require(self.group_cost_tokens >= 0, f"group_cost_tokens must be >= 0, got {self.group_cost_tokens}")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from rlhf.core.groups import length_groups
 from rlhf.core.run import progress_iter
 from rlhf.core.tokens import TruncationCounter, encode_pair
 from rlhf.data import read_records
@@ -57,8 +58,9 @@ def load_rankings(path: str, tokenizer, max_length: int, skip_bad_records: bool)
     return rankings
 
 
-def collate_rankings(rankings: list[Ranking], pad_id: int) -> dict[str, torch.Tensor]:
-    """Rows of all prompts right-padded together; pairs offset into the flat row index."""
+def collate_rankings(rankings: list[Ranking], pad_id: int, group_cost: float | None = None) -> dict[str, torch.Tensor]:
+    """Rows of all prompts right-padded together; pairs offset into the flat row index. With `group_cost`,
+    `row_group` numbers groups of rows of similar length for the model to forward apart (less padding)."""
     rows = [r for ranking in rankings for r in ranking.rows]
     T = max(len(r) for r in rows)
     N = len(rows)
@@ -72,9 +74,14 @@ def collate_rankings(rankings: list[Ranking], pad_id: int) -> dict[str, torch.Te
         pairs += [(offset + w, offset + l) for w, l in ranking.pairs]
         pair_prompt += [p] * len(ranking.pairs)
         offset += len(ranking.rows)
+    row_group = torch.zeros(N, dtype=torch.long)  # (N,)
+    if group_cost is not None:
+        for g, members in enumerate(length_groups([len(r) for r in rows], [0] * N, N, group_cost)):
+            row_group[members] = g
     return {
         "input_ids": input_ids,
         "attention_mask": attention_mask,
         "pairs": torch.tensor(pairs, dtype=torch.long).view(-1, 2),  # (P, 2)
         "pair_prompt": torch.tensor(pair_prompt, dtype=torch.long),  # (P,)
+        "row_group": row_group,
     }

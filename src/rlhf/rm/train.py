@@ -29,8 +29,13 @@ log = logging.getLogger("rlhf.rm")
 
 
 def forward_loss(net, batch: dict, num_prompts) -> tuple[torch.Tensor, dict]:
-    scores = net(batch["input_ids"], batch["attention_mask"])  # (N,)
+    scores = net(batch["input_ids"], batch["attention_mask"], batch.get("row_group"))  # (N,)
     return ranking_loss(scores, batch["pairs"], batch["pair_prompt"], num_prompts)
+
+
+def group_cost(config: RMConfig) -> float | None:
+    """Forward rows in length groups, unless turned off or compiled (group shapes would recompile)."""
+    return config.group_cost_tokens if config.group_by_length and not config.compile else None
 
 
 def _zero_stats(device) -> torch.Tensor:
@@ -56,7 +61,7 @@ def evaluate(net, rankings: list[Ranking], config: RMConfig, accelerator, pad_id
     chunks = [rankings[i : i + config.micro_batch_size] for i in range(0, len(rankings), config.micro_batch_size)]
     mine = chunks[accelerator.process_index :: accelerator.num_processes]
     for chunk in progress_iter(mine, "eval", min_items=50):
-        batch = {k: v.to(accelerator.device) for k, v in collate_rankings(chunk, pad_id).items()}
+        batch = {k: v.to(accelerator.device) for k, v in collate_rankings(chunk, pad_id, group_cost(config)).items()}
         with accelerator.autocast():
             _, stats = forward_loss(net, batch, 1)
         total = _add(total, stats)
@@ -125,7 +130,8 @@ def main(config: RMConfig, out: str, resume: bool = False) -> dict[str, float]:
         micro = step_indices(order, step_in_epoch, config, accelerator.process_index, accelerator.num_processes)
         if side_by_side:  # each micro-batch as two halves (whole prompts each), a core each
             micro = halves(micro)
-        batches = [{k: v.to(accelerator.device) for k, v in collate_rankings([train[i] for i in idx], pad_id).items()}
+        batches = [{k: v.to(accelerator.device)
+                    for k, v in collate_rankings([train[i] for i in idx], pad_id, group_cost(config)).items()}
                    for idx in micro]
         # Every step holds exactly batch_size prompts; DDP averages gradients over processes.
         num_prompts = config.batch_size / accelerator.num_processes
