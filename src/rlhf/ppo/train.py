@@ -110,7 +110,7 @@ def ptx_chunks(config: PPOConfig, pretrain: list[list[int]], opt_step: int, rank
     start = opt_step * config.ptx_batch_size
     docs = [pretrain[sequence_item(len(pretrain), config.seed + 1, n)] for n in range(start, start + config.ptx_batch_size)]
     per_proc = len(docs) // num_processes
-    mine = docs[rank * per_proc : (rank + 1) * per_proc]
+    mine = sorted(docs[rank * per_proc : (rank + 1) * per_proc], key=len)  # similar lengths share a chunk: less padding
     size = -(-len(mine) // accum)
     return [mine[i * size : (i + 1) * size] for i in range(accum)], sum(len(d) - 1 for d in docs)
 
