@@ -21,7 +21,10 @@ def length_groups(prompt_lens: list[int], response_lens: list[int], max_size: in
         longest_p = longest_r = 0
         for i in range(j - 1, max(j - max_size, 0) - 1, -1):  # last group = order[i:j]
             longest_p, longest_r = max(longest_p, prompt_lens[order[i]]), max(longest_r, response_lens[order[i]])
-            total = best[i] + (j - i) * (longest_p + longest_r) + cost
+            padded = (j - i) * (longest_p + longest_r) + cost
+            if padded >= best[j]:  # only grows as the group does, and best[i] >= 0: no larger group can win
+                break
+            total = best[i] + padded
             if total < best[j]:
                 best[j], cut[j] = total, i
     groups, j = [], n
