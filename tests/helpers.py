@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import torch
 from safetensors.torch import load_file
+
+from rlhf.core.streams import torch_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sample"
@@ -40,21 +40,16 @@ def max_weight_diff(a: Path, b: Path) -> float:
     return max((wa[k].float() - wb[k].float()).abs().max().item() for k in wa)
 
 
-@contextlib.contextmanager
 def two_torch_threads():
     """Run the block with 2 intra-op threads (the side-by-side paths need them), then restore."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+    return torch_threads(2)
 
 
 def count_side_by_side(monkeypatch, *modules) -> list[int]:
-    """Patch core.streams.run_side_by_side (and the name in each of `modules` that imported it) to record
-    how many pieces each call ran; returns the list it appends to."""
+    """Patch core.streams.run_side_by_side (and the name in core.train and in each of `modules`, which import
+    it) to record how many pieces each call ran; returns the list it appends to."""
     from rlhf.core import streams
+    from rlhf.core import train as core_train
 
     calls: list[int] = []
     real = streams.run_side_by_side
@@ -63,7 +58,7 @@ def count_side_by_side(monkeypatch, *modules) -> list[int]:
         calls.append(len(pieces))
         return real(*pieces)
 
-    for module in (streams, *modules):
+    for module in (streams, core_train, *modules):
         monkeypatch.setattr(module, "run_side_by_side", counted)
     return calls
 

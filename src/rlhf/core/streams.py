@@ -28,13 +28,14 @@ def streams_available(device: torch.device, num_processes: int) -> bool:
 
 
 @contextlib.contextmanager
-def single_threaded_ops():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def torch_threads(n: int):
+    """Run the block with `n` torch intra-op threads, then restore the previous number."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
     try:
         yield
     finally:
-        torch.set_num_threads(n)
+        torch.set_num_threads(before)
 
 
 def run_side_by_side(*pieces: Callable[[], object]) -> list:
@@ -43,7 +44,7 @@ def run_side_by_side(*pieces: Callable[[], object]) -> list:
     global _pool
     if _pool is None:
         _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rlhf-stream")
-    with single_threaded_ops():
+    with torch_threads(1):
         futures = [_pool.submit(piece) for piece in pieces]
         errors = [f.exception() for f in futures]
     for error in errors:

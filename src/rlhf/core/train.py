@@ -19,6 +19,7 @@ import torch
 
 from rlhf.config import require
 from rlhf.core.models import LoraConfig
+from rlhf.core.streams import run_side_by_side, streams_available
 
 
 @dataclass
@@ -106,8 +107,6 @@ def make_accelerator(config: TrainConfig):
 
 
 def uses_side_by_side(config: TrainConfig, accelerator) -> bool:
-    from rlhf.core.streams import streams_available
-
     return config.side_by_side and not config.compile and streams_available(accelerator.device, accelerator.num_processes)
 
 
@@ -121,8 +120,6 @@ def backward_micro_batches(net, batches: list[dict], loss_fn, accelerator, step:
     """Forward and backward of one optimizer step's micro-batches; the stats `loss_fn(net, batch) -> (loss,
     stats)` returned for each. Side by side, the batches run two at a time on a core each (core/streams.py)
     and their gradients are summed in order; otherwise one after the other, DDP syncing on the last."""
-    from rlhf.core.streams import run_side_by_side
-
     if not side_by_side:
         out = []
         for i, batch in enumerate(batches):
