@@ -7,9 +7,9 @@ import torch
 
 from rlhf.core.models import load_causal_lm, load_tokenizer
 from rlhf.core.reward import reward_model_from_lm
+from rlhf.core.groups import length_groups, padding_fraction
 from rlhf.ppo.rollout import (
-    Reference, episode_noise, length_groups, padding_fraction, pick_tokens, response_logits, response_mask_from,
-    sample, score_episodes,
+    Reference, episode_noise, pick_tokens, response_logits, response_mask_from, sample, score_episodes,
 )
 
 

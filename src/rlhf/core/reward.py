@@ -56,10 +56,11 @@ class RewardModel(nn.Module):
         """Scalar reward of each sequence, read at its last non-padding token. (B, T) -> (B,). With `row_group`
         (B,), right-padded rows are forwarded group by group, each group cut to its longest row: the same
         rewards with less padding, in one call (so DDP sees one forward)."""
-        if row_group is None or int(row_group.max()) == 0:
+        groups = 1 if row_group is None else int(row_group.max()) + 1
+        if groups == 1:
             return self._rewards(input_ids, attention_mask)
         rows, parts = [], []
-        for g in range(int(row_group.max()) + 1):
+        for g in range(groups):
             idx = (row_group == g).nonzero().squeeze(-1)  # (b,)
             width = int(attention_mask[idx].sum(-1).max())
             rows.append(idx)

@@ -37,7 +37,7 @@ class PPOConfig:
     """Episodes per forward/backward on one process; gradient accumulation makes up the mini-batch."""
     group_by_length: bool = True
     """Run each micro-batch as groups of episodes of similar length, each padded only to its own longest
-    prompt and response (`ppo/rollout.length_groups`); the rollout's scoring too. Gradients and scores are
+    prompt and response (`core/groups.length_groups`); the rollout's scoring too. Gradients and scores are
     the same sums, with less padding: 1.2-1.4x faster training when prompt lengths vary."""
     group_cost_tokens: int = 32
     """What one more forward costs, in padded tokens, when choosing the groups: a group is split off only

@@ -7,7 +7,7 @@ concatenation (B, P + R) has every response starting at column P and the logits 
 predict response token t sit at column P - 1 + t. Position ids come from the
 attention mask, so a row's numbers do not depend on how much padding it got.
 
-Training and scoring run episodes in groups of similar length (`length_groups`), each
+Training and scoring run episodes in groups of similar length (`core/groups.py`), each
 trimmed to its own longest prompt and response: fewer padded tokens per forward.
 
 Sampling draws one uniform number per (episode, token) from a generator seeded by the
@@ -29,7 +29,6 @@ from torch import nn
 from rlhf.core.generate import (  # noqa: F401
     episode_noise, left_pad, pick_tokens, positions_from_mask, response_mask_from, sample,
 )
-from rlhf.core.groups import length_groups, padding_fraction  # noqa: F401 (used by ppo/train and tests)
 from rlhf.core.lm import backbone_and_head
 from rlhf.core.ops import entropy_from_logits, token_logprobs
 from rlhf.core.reward import last_token_index
@@ -151,7 +150,7 @@ def score_episodes(policy, reference, reward_model, value_model, prompt_ids, pro
                    response_mask, temperature: float, groups: list[list[int]], autocast=contextlib.nullcontext,
                    side_by_side: bool = False) -> dict[str, torch.Tensor]:
     """logprobs, ref_logprobs, values, scores and entropy of sampled episodes, one forward per group of
-    episode indices (`length_groups`), each trimmed of the padding its rows share; per-token outputs are 0
+    episode indices (`core/groups.length_groups`), each trimmed of the padding its rows share; per-token outputs are 0
     past a group's longest response. Scores are the reward model's, before any no-EOS penalty. The
     policy-side models (policy, reference) and the value-side ones (value, reward) share no weights: with
     `side_by_side` they run on a core each (`core/streams.py`). `autocast` is a context factory, entered in

@@ -22,6 +22,7 @@ import torch
 
 from rlhf.config import ConfigError
 from rlhf.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from rlhf.core.groups import length_groups, padding_fraction
 from rlhf.core.models import apply_lora, load_causal_lm, load_tokenizer, set_dropout
 from rlhf.core.ops import token_logprobs
 from rlhf.core.reward import load_reward_model
@@ -35,8 +36,7 @@ from rlhf.ppo.loss import (
     whiten_advantages,
 )
 from rlhf.ppo.rollout import (
-    PolicyAndValue, Reference, Rollout, consecutive_groups, episode_noise, gather_rollout, length_groups,
-    padding_fraction, sample, score_episodes,
+    PolicyAndValue, Reference, Rollout, consecutive_groups, episode_noise, gather_rollout, sample, score_episodes,
 )
 from rlhf.sft.train import save_final
 
@@ -289,9 +289,9 @@ def ppo_update(config, accelerator, net, optimizer, rollout: Rollout, advantages
                 mb_sums = sum(run_side_by_side(lambda: backward("policy", model), lambda: backward("value", model)))
             else:
                 mb_sums = backward("both", net)
-            if not train_policy:  # several processes: DDP ran the joint backward; the policy keeps its weights
-                for p in model.policy.parameters():
-                    p.grad = None
+                if not train_policy:  # DDP needs the joint backward; the policy keeps its weights all the same
+                    for p in model.policy.parameters():
+                        p.grad = None
             grad_norm = optimizer_step(accelerator, net, optimizer, config.max_grad_norm)
             opt_steps += 1
             mb_sums = accelerator.reduce(mb_sums, "sum")
