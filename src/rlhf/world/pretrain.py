@@ -112,12 +112,12 @@ def world_fingerprint(config: PretrainConfig) -> str:
     return h.hexdigest()[:16]
 
 
-def cache_dir(config: PretrainConfig, size: str) -> Path:
+def cache_dir(config: PretrainConfig, size: str, world: str | None = None) -> Path:
     """world-<seed>-<size>-<hash>: the hash covers every field that changes the weights, and the world's
-    text and vocabulary."""
+    text and vocabulary (`world`: its world_fingerprint, when the caller already has it)."""
     decisive = {k: v for k, v in to_dict(config).items() if k not in ("sizes", "cache", "logging_steps", "threads")}
-    key = json.dumps({"version": CACHE_VERSION, "shape": SIZES[size], "world": world_fingerprint(config), **decisive},
-                     sort_keys=True)
+    world = world or world_fingerprint(config)
+    key = json.dumps({"version": CACHE_VERSION, "shape": SIZES[size], "world": world, **decisive}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:10]
     return cache_root(config) / f"world-{config.seed}-{size}-{digest}"
 
@@ -231,8 +231,9 @@ def pretrained_models(config: PretrainConfig, run: Run | None = None) -> dict[st
 
     out: dict[str, dict] = {}
     world, tokenizer, blocks, heldout = None, None, None, None
+    fingerprint = world_fingerprint(config)  # writes the world's text: once, not once a size
     for size in config.sizes:
-        path = cache_dir(config, size)
+        path = cache_dir(config, size, fingerprint)
         summary = cached_summary(path)
         if summary is not None:
             log.info("pretrain %s: reusing %s", size, path)
