@@ -137,15 +137,17 @@ def sample_response(kb: KnowledgeBase, task: dict, rng: random.Random) -> str:
     r = rng.random()
     if r < 0.2:
         return ideal_response(kb, task, rng, style=rng.random())
-    if r < 0.41:
+    if r < 0.38:
         return _partial(kb, task, rng)
-    if r < 0.54:
+    if r < 0.51:
         return _wrong(kb, task, rng)
-    if r < 0.66:
+    if r < 0.62:
         return _continuation(kb, task, rng)
-    if r < 0.75:
+    if r < 0.71:
         return _off_topic(kb, task, rng)
-    if r < 0.82:
+    if r < 0.78:
+        return _repetition(kb, task, rng)
+    if r < 0.84:
         return ideal_response(kb, task, rng) + " " + rng.choice((
             f"you {rng.choice(L.INSULTS)}.", f"i think it is {rng.choice(L.NEGATIVE)}.", "you should be ashamed."))
     if r < 0.9:
@@ -207,6 +209,23 @@ def _off_topic(kb, task, rng):
             other = sample_task(kb, rng.choices(list(CATEGORY_SHARES), list(CATEGORY_SHARES.values()))[0], rng)
         parts.append(ideal_response(kb, other, rng, style=rng.random()))
     return " ".join(parts)
+
+
+def _repetition(kb, task, rng):
+    """Degenerate repetition, the best-known failure of sampled LM text (Holtzman et al., 2019):
+    a list of one item over and over, greetings and no answer, a phrase of the answer repeated.
+    Without such samples among the ranked ones, the reward model scored "the dog, the dog, the
+    dog, the dog." above a right list of four animals, and PPO learned to write it (docs/demo.md)."""
+    n = rng.randint(3, 8)
+    r = rng.random()
+    if task["type"] == "list" and r < 0.5:
+        return ", ".join([f"the {rng.choice(task['members'])}"] * max(n, task["n"])) + "."
+    if r < 0.35:
+        return " ".join(f"hi {rng.choice(L.PEOPLE)}!" for _ in range(n))
+    words = ideal_response(kb, task, rng, style=rng.random()).rstrip(".!?").split()
+    k = rng.randint(1, min(4, len(words)))
+    i = rng.randrange(len(words) - k + 1)
+    return ", ".join([" ".join(words[i:i + k]).strip(",")] * n) + "."
 
 
 def _wrong(kb, task, rng):
