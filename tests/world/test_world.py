@@ -138,3 +138,20 @@ def test_prompted_baseline_prefix(world):
     text = world.prompted("what color is the cat?")
     assert text.startswith("question: ") and text.endswith("question: what color is the cat? answer:")
     assert text.count("answer:") == 4
+
+
+def test_mixed_samples_include_degenerate_repetition_ranked_low(world):
+    # Without repetition among the ranked samples the reward model scored "the dog, the dog, the
+    # dog, the dog." above a right list and PPO learned to write it (docs/demo.md, item 12).
+    prompts = [p for p in world.prompts(600, split="valid", stream="rep") if p["task"]["type"] == "list"]
+
+    def repeats(text):
+        parts = [x.strip(" .!") for x in text.replace("!", ",").split(",") if x.strip(" .!")]
+        return len(parts) >= 3 and len(set(parts)) == 1
+
+    samples = [(p, s) for p in prompts for s in world.sample_responses(p, 6)]
+    repeated = [(p, s) for p, s in samples if repeats(s)]
+    assert 0.01 < len(repeated) / len(samples) < 0.1
+    judge = world.heldout_labelers[0]
+    wins = [judge.judge(p, world.ideal(p), s) for p, s in repeated]
+    assert sum(wins) / len(wins) > 0.8
