@@ -9,6 +9,11 @@ forwards compute and how many forwards there are.
 from __future__ import annotations
 
 
+def consecutive_groups(n: int, size: int) -> list[list[int]]:
+    """Row indices 0..n-1 in runs of `size`, in order: the grouping when lengths are not looked at."""
+    return [list(range(i, min(i + size, n))) for i in range(0, n, size)]
+
+
 def length_groups(prompt_lens: list[int], response_lens: list[int], max_size: int, cost: float) -> list[list[int]]:
     """Row indices split into groups of at most `max_size` rows of similar length, minimising the padded
     tokens (group size x (longest prompt + longest response)) plus `cost` tokens per group, the price of

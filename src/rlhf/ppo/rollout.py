@@ -43,10 +43,6 @@ def response_logits(lm, ids: torch.Tensor, mask: torch.Tensor, prompt_len: int) 
     return head(hidden[:, prompt_len - 1 : -1])  # (B, R, V)
 
 
-def consecutive_groups(n: int, size: int) -> list[list[int]]:
-    return [list(range(i, min(i + size, n))) for i in range(0, n, size)]
-
-
 def trim_bounds(prompt_mask: torch.Tensor, response_mask: torch.Tensor) -> tuple[int, int]:
     """(first prompt column that is not padding in every row, response columns up to the longest)."""
     return int(prompt_mask.any(0).long().argmax()), int(response_mask.any(0).long().sum())

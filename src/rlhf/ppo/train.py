@@ -22,7 +22,7 @@ import torch
 
 from rlhf.config import ConfigError
 from rlhf.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from rlhf.core.groups import length_groups, padding_fraction
+from rlhf.core.groups import consecutive_groups, length_groups, padding_fraction
 from rlhf.core.models import apply_lora, load_causal_lm, load_tokenizer, set_dropout
 from rlhf.core.ops import token_logprobs
 from rlhf.core.reward import load_reward_model
@@ -35,9 +35,7 @@ from rlhf.ppo.loss import (
     KLController, explained_variance, gae, kl_rewards, policy_loss, ppo_ptx_objective, ptx_loss, value_loss,
     whiten_advantages,
 )
-from rlhf.ppo.rollout import (
-    PolicyAndValue, Reference, Rollout, consecutive_groups, episode_noise, gather_rollout, sample, score_episodes,
-)
+from rlhf.ppo.rollout import PolicyAndValue, Reference, Rollout, episode_noise, gather_rollout, sample, score_episodes
 from rlhf.sft.train import save_final
 
 log = logging.getLogger("rlhf.ppo")
