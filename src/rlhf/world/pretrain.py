@@ -196,11 +196,12 @@ def train_size(config: PretrainConfig, size: str, tokenizer, blocks: torch.Tenso
             bar.set_postfix(loss=f"{mean:.3f}", tok_s=f"{tokens_per_s:.0f}")
             window, window_start = [], time.time()
     bar.close()
+    train_s = time.time() - start  # before the held-out loss: the throughput is training's alone
     heldout_loss = block_loss(model, heldout)
+    tokens = config.steps * config.batch_size * config.block_size
     summary = {
         "size": size, "params": params, "seed": config.seed, "steps": config.steps,
-        "tokens": config.steps * config.batch_size * config.block_size, "train_s": round(time.time() - start, 1),
-        "tokens_per_s": config.steps * config.batch_size * config.block_size / max(time.time() - start, 1e-9),
+        "tokens": tokens, "train_s": round(train_s, 1), "tokens_per_s": tokens / max(train_s, 1e-9),
         "loss_first": history[0]["loss"], "loss_last": history[-1]["loss"],
         "heldout_loss": heldout_loss, "heldout_ppl": math.exp(heldout_loss), "history": history,
     }
