@@ -24,9 +24,31 @@ from pathlib import Path
 import torch
 
 
+def make_clock():
+    """A TrainerCallback that stamps wall and CPU time at the end of every update; `rates` turns the stamps
+    into episodes/s (16 an update), leaving out the first update (warm-up)."""
+    from transformers import TrainerCallback
+
+    class _Clock(TrainerCallback):
+        def __init__(self):
+            self.stamps: list[tuple[float, float]] = []
+
+        def on_step_end(self, *args, **kwargs):
+            self.stamps.append((time.perf_counter(), time.process_time()))
+
+        def rates(self, name: str, checkpointing: bool) -> dict:
+            n = len(self.stamps) - 1
+            per_update = (self.stamps[-1][0] - self.stamps[0][0]) / n
+            cpu_per_update = (self.stamps[-1][1] - self.stamps[0][1]) / n
+            name += "" if checkpointing else "_best"
+            return {f"{name}/episodes_per_s": 16 / per_update, f"{name}/seconds_per_update": per_update,
+                    f"{name}/episodes_per_cpu_s": 16 / cpu_per_update}
+
+    return _Clock()
+
+
 def rloo_run(setup: dict, steps: int, precision: str = "fp32", checkpointing: bool = True) -> dict:
     import datasets
-    from transformers import TrainerCallback
     from trl import RLOOConfig, RLOOTrainer
 
     from rlhf.core.models import load_tokenizer
@@ -41,12 +63,7 @@ def rloo_run(setup: dict, steps: int, precision: str = "fp32", checkpointing: bo
     prompts = [r["prompt"] for r in read_records(setup["prompts_file"], "prompt")]
     prompts = [p if isinstance(p, str) else p[-1]["content"] for p in prompts]
     data = datasets.Dataset.from_list([{"prompt": p} for p in prompts * (steps + 2)])
-    stamps: list[float] = []
-
-    class Clock(TrainerCallback):
-        def on_step_end(self, *args, **kwargs):
-            stamps.append((time.perf_counter(), time.process_time()))
-
+    clock = make_clock()
     with tempfile.TemporaryDirectory() as out:
         config = RLOOConfig(
             output_dir=out, per_device_train_batch_size=16, num_generations=2, max_completion_length=32,
@@ -54,24 +71,18 @@ def rloo_run(setup: dict, steps: int, precision: str = "fp32", checkpointing: bo
             logging_steps=1000, report_to=[], save_strategy="no", use_cpu=not torch.cuda.is_available(),
             disable_dropout=True, bf16=precision == "bf16", gradient_checkpointing=checkpointing)
         trainer = RLOOTrainer(model=setup["policy"], reward_funcs=reward, args=config, train_dataset=data,
-                              processing_class=load_tokenizer(setup["policy"], padding_side="left"), callbacks=[Clock()])
+                              processing_class=load_tokenizer(setup["policy"], padding_side="left"), callbacks=[clock])
         trainer.train()
-    per_update = (stamps[-1][0] - stamps[0][0]) / (len(stamps) - 1)  # the first update warms up
-    cpu_per_update = (stamps[-1][1] - stamps[0][1]) / (len(stamps) - 1)
-    return rates("trl_rloo", per_update, cpu_per_update, checkpointing)
+    return clock.rates("trl_rloo", checkpointing)
 
 
-def rates(name: str, per_update: float, cpu_per_update: float, checkpointing: bool) -> dict:
-    name += "" if checkpointing else "_best"
-    return {f"{name}/episodes_per_s": 16 / per_update, f"{name}/seconds_per_update": per_update,
-            f"{name}/episodes_per_cpu_s": 16 / cpu_per_update}
 
 
 def ppo_run(setup: dict, steps: int, precision: str = "fp32", checkpointing: bool = True) -> dict:
     """TRL's PPOTrainer: reward and value models are sequence classifiers from the policy's body (random
     heads: the score does not change the work done), 4 PPO epochs, one mini-batch, 32 new tokens."""
     import datasets
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     try:
         from trl.experimental.ppo import PPOConfig, PPOTrainer
@@ -85,12 +96,7 @@ def ppo_run(setup: dict, steps: int, precision: str = "fp32", checkpointing: boo
     tok = load_tokenizer(setup["policy"], padding_side="left")
     ids = [encode_prompt(tok, r["prompt"]) for r in read_records(setup["prompts_file"], "prompt")]
     data = datasets.Dataset.from_list([{"input_ids": x} for x in ids * (steps + 2)])
-    stamps: list[tuple[float, float]] = []
-
-    class Clock(TrainerCallback):
-        def on_step_end(self, *args, **kwargs):
-            stamps.append((time.perf_counter(), time.process_time()))
-
+    clock = make_clock()
     def classifier():
         return AutoModelForSequenceClassification.from_pretrained(setup["policy"], num_labels=1)
 
@@ -103,11 +109,9 @@ def ppo_run(setup: dict, steps: int, precision: str = "fp32", checkpointing: boo
             gradient_checkpointing=checkpointing)
         trainer = PPOTrainer(args=config, processing_class=tok, model=AutoModelForCausalLM.from_pretrained(setup["policy"]),
                              ref_model=None, reward_model=classifier(), value_model=classifier(), train_dataset=data,
-                             callbacks=[Clock()])
+                             callbacks=[clock])
         trainer.train()
-    per_update = (stamps[-1][0] - stamps[0][0]) / (len(stamps) - 1)  # the first update warms up
-    cpu_per_update = (stamps[-1][1] - stamps[0][1]) / (len(stamps) - 1)
-    return rates("trl_ppo", per_update, cpu_per_update, checkpointing)
+    return clock.rates("trl_ppo", checkpointing)
 
 
 def main() -> None:
