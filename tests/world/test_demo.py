@@ -87,6 +87,16 @@ def test_checks_pass_on_the_paper_results_and_fail_without_them():
     assert not any(ok for _, ok, _ in checks(_metrics(sizes, False), sizes))
 
 
+def test_what_did_not_come_out_names_the_ppo_episode_budget():
+    from rlhf.world.report import missing
+
+    sizes = ["small"]
+    metrics = {**_metrics(sizes, False), "rm/gold_accuracy_train_labelers": 0.74, "ppo/prompt_passes": 1024 / 1557}
+    lines = "\n".join(missing(checks(metrics, sizes), metrics, sizes))
+    assert "0.66 passes over the PPO prompts" in lines and "72.0% pairwise accuracy" in lines
+    assert "passes" not in "\n".join(missing(checks(_metrics(sizes, True), sizes), metrics, sizes))
+
+
 @pytest.mark.slow
 def test_quick_demo_writes_every_section_and_metric(tmp_path):
     from rlhf.cli import main as cli
@@ -109,6 +119,8 @@ def test_quick_demo_writes_every_section_and_metric(tmp_path):
     for key in keys:
         if key.startswith(("winrate/", "head2head/", "rm/", "labelers/")):
             assert 0.0 <= metrics[key] <= 1.0, (key, metrics[key])
+    ppo_prompts = len((out / "data" / "ppo_train_prompts.jsonl").read_text().splitlines())
+    assert metrics["ppo/prompt_passes"] == pytest.approx(256 / ppo_prompts)  # quick: 256 episodes
     assert metrics["winrate/sft_small"] == 0.5  # the baseline against itself: every prompt a tie
     assert math.isfinite(metrics["tax/ppl_gpt_small"]) and metrics["tax/ppl_gpt_small"] < 449
     # The reward model learned something real even in the quick run: chance is 0.5, and the gold

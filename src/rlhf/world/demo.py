@@ -364,6 +364,8 @@ def main(config: DemoConfig, out: str, resume: bool = False) -> dict:
             metrics[f"{name}/reward_first_{s}"] = m.get("ppo/reward_first", float("nan"))
             metrics[f"{name}/reward_last_{s}"] = m.get("ppo/reward_last", float("nan"))
             metrics[f"{name}/kl_{s}"] = m.get("objective/kl", float("nan"))
+    # Episodes per PPO prompt: the paper ran ~8 passes (256k episodes over 31k prompts); report.py says why it matters.
+    metrics["ppo/prompt_passes"] = config.num_ppo_episodes / len(sets["ppo_train"])
     metrics.update(timings)
     metrics["time/total_s"] = round(time.time() - start, 1)
     write_report(out_dir, config, metrics, details, bases)

@@ -271,6 +271,10 @@ def missing(results, metrics: dict, sizes: list[str]) -> list[str]:
               f"- reward model: {100 * metrics['rm/accuracy_train_labelers']:.1f}% pairwise accuracy where the gold "
               f"standard reaches {100 * metrics.get('rm/gold_accuracy_train_labelers', float('nan')):.1f}%; a weak proxy "
               "gives PPO little true signal to climb."]
+    if "ppo/prompt_passes" in metrics:
+        lines.append(f"- PPO episodes: {metrics['ppo/prompt_passes']:.2f} passes over the PPO prompts (the paper: ~8). "
+                     "Measured with the gold standard as the reward, PPO-large needed ~10 passes (16,384 episodes) "
+                     "to beat SFT-large clearly (docs/demo.md, item 16).")
     for s in sizes:
         for name in ("ppo", "ppo_ptx"):
             k = f"{name}_{s}"
