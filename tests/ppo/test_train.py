@@ -221,3 +221,55 @@ def test_value_warmup_trains_the_value_model_alone_first(ppo_world, tmp_path):
     assert moved(load_file(str(after_two / "policy.safetensors")), start) > 1e-4
     history = [json.loads(l) for l in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert history[0]["ppo/policy/clipfrac"] == 0 and 0 < history[0]["ppo/value/loss"] < 10
+
+
+REWARD_CALLS: list[tuple[list[dict], list[str]]] = []
+
+
+def recording_reward(records: list[dict], responses: list[str]) -> list[float]:
+    REWARD_CALLS.append((records, responses))
+    return [0.1 * (len(r) % 7) for r in responses]
+
+
+def letter_reward(records: list[dict], responses: list[str]) -> list[float]:
+    """A rule the policy can learn from text alone: 4 x the share of the letter 'e' among the characters."""
+    return [4.0 * r.count("e") / max(len(r), 1) for r in responses]
+
+
+def test_reward_fn_scores_each_episode_in_place_of_the_reward_model(ppo_world, tmp_path):
+    REWARD_CALLS.clear()
+    config = load_config(PPOConfig, None, world_args(ppo_world, total_episodes=32,
+                                                     reward_fn="tests.ppo.test_train:recording_reward"))
+    main(config, str(tmp_path / "run"))
+    assert [len(records) for records, _ in REWARD_CALLS] == [16, 16]  # one call per iteration, every episode
+    prompts = [json.loads(line) for line in Path(ppo_world["prompts_file"]).read_text().splitlines()]
+    by_id = {p["id"]: p for p in prompts}
+    assert all(record == by_id[record["id"]] for records, _ in REWARD_CALLS for record in records)  # whole records
+    history = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    for row, (_, texts) in zip(history, REWARD_CALLS):
+        assert row["objective/scores"] == pytest.approx(sum(0.1 * (len(t) % 7) for t in texts) / len(texts), abs=1e-6)
+
+
+def test_ppo_learns_a_rule_given_as_a_python_reward(ppo_world, tmp_path):
+    config = load_config(PPOConfig, None, world_args(
+        ppo_world, total_episodes=192, micro_batch_size=8, max_new_tokens=8, ppo_epochs=4, kl_coef=0.02,
+        reward_fn="tests.ppo.test_train:letter_reward"))
+    metrics = main(config, str(tmp_path / "run"))
+    assert metrics["ppo/reward_last"] > metrics["ppo/reward_first"] + 0.25, metrics
+
+
+def test_reward_fn_errors_name_the_setting(ppo_world, tmp_path):
+    from rlhf.config import ConfigError
+
+    with pytest.raises(ConfigError, match="module:function"):
+        load_config(PPOConfig, None, world_args(ppo_world, reward_fn="no_colon_here")).validate()
+    with pytest.raises(ConfigError, match="reward_fn=tests.ppo.test_train:missing"):
+        main(load_config(PPOConfig, None, world_args(ppo_world, reward_fn="tests.ppo.test_train:missing")),
+             str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="returned 1 scores for 16 responses"):
+        main(load_config(PPOConfig, None, world_args(ppo_world, reward_fn="tests.ppo.test_train:one_score")),
+             str(tmp_path / "short"))
+
+
+def one_score(records: list[dict], responses: list[str]) -> list[float]:
+    return [1.0]

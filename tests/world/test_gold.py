@@ -194,3 +194,14 @@ def test_every_ideal_response_is_perfect_and_base_like_text_is_not(world):
     # A base model continues the prompt; that does not do the task.
     continuations = [world.gold(p, p["prompt"] + " " + p["task"]["instruction"])[0] for p in prompts]
     assert sum(continuations) / len(continuations) < 0.4
+
+
+def test_gold_reward_is_the_gold_score_of_each_response_for_ppo(world):
+    from rlhf.world.gold import gold_reward
+
+    records = world.prompts(6, split="test", stream="t-gold-reward")
+    ideal, echo = [world.ideal(r) for r in records], [r["prompt"] for r in records]
+    assert gold_reward(records, ideal) == [world.gold.grade(r, t).score for r, t in zip(records, ideal)]
+    assert sum(gold_reward(records, ideal)) > sum(gold_reward(records, echo)) + 2  # ideal ~1 each, echoes far less
+    with pytest.raises(ValueError, match="no 'task' field"):
+        gold_reward([{"id": "p-1", "prompt": "hello"}], ["hi"])

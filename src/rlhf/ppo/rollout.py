@@ -147,7 +147,7 @@ def score_episodes(policy, reference, reward_model, value_model, prompt_ids, pro
                    side_by_side: bool = False) -> dict[str, torch.Tensor]:
     """logprobs, ref_logprobs, values, scores and entropy of sampled episodes, one forward per group of
     episode indices (`core/groups.length_groups`), each trimmed of the padding its rows share; per-token outputs are 0
-    past a group's longest response. Scores are the reward model's, before any no-EOS penalty. The
+    past a group's longest response. Scores are the reward model's (none without one), before any no-EOS penalty. The
     policy-side models (policy, reference) and the value-side ones (value, reward) share no weights: with
     `side_by_side` they run on a core each (`core/streams.py`). `autocast` is a context factory, entered in
     whichever thread does the work."""
@@ -182,8 +182,10 @@ def score_episodes(policy, reference, reward_model, value_model, prompt_ids, pro
         with torch.no_grad(), autocast():
             for group in groups:
                 ids, mask, P, _, _ = rows(group)
-                parts.append({"values": value_model.values(ids, mask, positions_from_mask(mask))[:, P - 1 : -1],
-                              "scores": reward_scores(reward_model, ids, mask)})
+                part = {"values": value_model.values(ids, mask, positions_from_mask(mask))[:, P - 1 : -1]}
+                if reward_model is not None:  # None: the caller scores with a Python reward_fn
+                    part["scores"] = reward_scores(reward_model, ids, mask)
+                parts.append(part)
         return parts
 
     sides = run_side_by_side(policy_side, value_side) if side_by_side else [policy_side(), value_side()]

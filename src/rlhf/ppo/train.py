@@ -2,7 +2,7 @@
 
 setup -> loop over PPO iterations, each one the algorithm box:
   1. generate a response to each prompt of the batch (KV cache, temperature, top-p)
-  2. score: reward model, policy and reference log-probs, values
+  2. score: reward model (or a Python reward_fn), policy and reference log-probs, values
   3. per-token rewards: -kl_coef * KL on every token, the score on the last
   4. GAE advantages and returns, advantages whitened
   5. PPO epochs over shuffled mini-batches (clipped policy and value losses)
@@ -61,7 +61,9 @@ def load_models(config: PPOConfig, device):
     else:
         ref = load_causal_lm(config.policy, dropout=0.0).to(device).eval().requires_grad_(False)
         reference = Reference(ref)
-    reward_model = load_reward_model(config.reward_model, device=str(device)).requires_grad_(False)
+    # With reward_fn the reward model only seeds the value model: no second copy in memory.
+    reward_model = None if config.reward_fn else \
+        load_reward_model(config.reward_model, device=str(device)).requires_grad_(False)
     value = load_reward_model(config.value_model or config.reward_model).train()
     set_dropout(value.body.config, 0.0)
     disable_dropout(value)
@@ -78,6 +80,35 @@ def check_same_tokens(tokenizer, reward_tokenizer, config: PPOConfig) -> None:
     if tokenizer.get_vocab() != reward_tokenizer.get_vocab():
         raise ConfigError(f"the policy ({config.policy}) and reward model ({config.reward_model}) use different "
                           "tokenizers; train the reward model from the same base as the policy")
+
+
+def load_reward_fn(spec: str):
+    """The callable named by reward_fn ("module:function"), or a ConfigError that says what is missing."""
+    import importlib
+
+    module_name, _, name = spec.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"reward_fn={spec}: cannot load it ({e})") from e
+    if not callable(fn):
+        raise ConfigError(f"reward_fn={spec}: {name} is not callable")
+    return fn
+
+
+def python_rewards(fn, spec: str, records: list[dict], tokenizer, response_ids: torch.Tensor,
+                   response_mask: torch.Tensor) -> torch.Tensor:
+    """fn(records, decoded responses) as a (B,) float tensor, checked: one finite number per episode."""
+    texts = [tokenizer.decode(r[m.bool()].tolist(), skip_special_tokens=True)
+             for r, m in zip(response_ids.cpu(), response_mask.cpu())]
+    scores = list(fn(records, texts))
+    if len(scores) != len(texts):
+        raise ValueError(f"reward_fn={spec} returned {len(scores)} scores for {len(texts)} responses")
+    out = torch.tensor([float(x) for x in scores], dtype=torch.float32, device=response_ids.device)
+    if not torch.isfinite(out).all():
+        bad = int((~torch.isfinite(out)).nonzero()[0])
+        raise ValueError(f"reward_fn={spec} returned {scores[bad]} for prompt {records[bad].get('id', bad)!r}")
+    return out
 
 
 def episode_groups(config: PPOConfig, prompt_mask: torch.Tensor, response_mask: torch.Tensor) -> list[list[int]]:
@@ -135,7 +166,8 @@ def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
     accum = config.mini_batch_size // (config.micro_batch_size * nproc)
     tokenizer = load_tokenizer(config.policy)
     policy, reference, reward_model, value = load_models(config, device)
-    check_same_tokens(tokenizer, reward_model.tokenizer, config)
+    check_same_tokens(tokenizer, (reward_model or value).tokenizer, config)
+    reward_fn = load_reward_fn(config.reward_fn) if config.reward_fn else None
     prompts = load_prompts(config.prompts_file, tokenizer, config.max_length - config.max_new_tokens, config.skip_bad_records)
     pretrain = load_pretrain(config.pretrain_file, tokenizer, config.ptx_max_length, config.skip_bad_records) \
         if config.ptx_coef > 0 else []
@@ -183,6 +215,9 @@ def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
         scored = score_episodes(model.policy, reference, reward_model, model.value, prompt_ids, prompt_mask,
                                 response_ids, response_mask, config.temperature, groups, accelerator.autocast,
                                 side_by_side)
+        if reward_fn is not None:
+            scored["scores"] = python_rewards(reward_fn, config.reward_fn, [prompts.records[batch_idx[i]] for i in mine],
+                                              tokenizer, response_ids, response_mask)
         rollout = gather_rollout(Rollout(torch.tensor(episode_ids, device=device), prompt_ids, prompt_mask,
                                          response_ids, response_mask, **scored), accelerator, pad_id)
         # 3. per-token rewards: KL penalty on every token, the (penalised) score on the last
