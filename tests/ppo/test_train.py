@@ -117,10 +117,13 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(ppo_world, tmp_path):
     assert steps == [1, 2, 3, 4]
 
 
-def test_two_processes_equal_one(ppo_world, tmp_path):
+@pytest.mark.parametrize("reward", ["model", "fn"])
+def test_two_processes_equal_one(ppo_world, tmp_path, reward):
     from tests.helpers import env, rlhf_cmd
 
-    args = world_args(ppo_world, total_episodes=32, ptx_coef=0.5, ptx_batch_size=4, pretrain_file=ppo_world["pretrain_file"])
+    fn = {"reward_fn": "tests.ppo.test_train:letter_reward"} if reward == "fn" else {}  # each process scores its own
+    args = world_args(ppo_world, total_episodes=32, ptx_coef=0.5, ptx_batch_size=4, pretrain_file=ppo_world["pretrain_file"],
+                      **fn)
     two = subprocess.Popen(rlhf_cmd("ppo", "--out", str(tmp_path / "two"), *args, processes=2), env=env(),
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     one = cli(tmp_path / "one", args)

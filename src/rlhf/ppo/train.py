@@ -83,8 +83,15 @@ def check_same_tokens(tokenizer, reward_tokenizer, config: PPOConfig) -> None:
 
 
 def load_reward_fn(spec: str):
-    """The callable named by reward_fn ("module:function"), or a ConfigError that says what is missing."""
+    """The callable named by reward_fn ("module:function"), or a ConfigError that says what is missing.
+    The working directory is searched first, as `python -m` does: the `rlhf` console script and
+    `accelerate launch` leave it off sys.path, and a user's my_rewards.py sits there."""
     import importlib
+    import os
+    import sys
+
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
 
     module_name, _, name = spec.partition(":")
     try:
