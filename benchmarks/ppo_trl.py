@@ -76,8 +76,6 @@ def rloo_run(setup: dict, steps: int, precision: str = "fp32", checkpointing: bo
     return clock.rates("trl_rloo", checkpointing)
 
 
-
-
 def ppo_run(setup: dict, steps: int, precision: str = "fp32", checkpointing: bool = True) -> dict:
     """TRL's PPOTrainer: reward and value models are sequence classifiers from the policy's body (random
     heads: the score does not change the work done), 4 PPO epochs, one mini-batch, 32 new tokens."""
@@ -97,6 +95,7 @@ def ppo_run(setup: dict, steps: int, precision: str = "fp32", checkpointing: boo
     ids = [encode_prompt(tok, r["prompt"]) for r in read_records(setup["prompts_file"], "prompt")]
     data = datasets.Dataset.from_list([{"input_ids": x} for x in ids * (steps + 2)])
     clock = make_clock()
+
     def classifier():
         return AutoModelForSequenceClassification.from_pretrained(setup["policy"], num_labels=1)
 

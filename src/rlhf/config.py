@@ -11,7 +11,10 @@ from __future__ import annotations
 import ast
 import dataclasses
 import difflib
+import importlib
 import inspect
+import os
+import sys
 import textwrap
 import types
 import typing
@@ -230,3 +233,23 @@ def require(condition: bool, message: str) -> None:
     """validate() helper: raise ConfigError(message) unless condition holds."""
     if not condition:
         raise ConfigError(message)
+
+
+def load_callable(spec: str, what: str = "callable"):
+    """`package.module:function` named by a config value (eval's judge, PPO's reward_fn) -> the function;
+    ConfigErrors for the usual mistakes, naming `what`. The working directory is searched first, as
+    `python -m` does: the `rlhf` console script and `accelerate launch` leave it off sys.path, and a
+    user's my_rewards.py sits there."""
+    module_name, _, name = spec.partition(":")
+    if not module_name or not name:
+        raise ConfigError(f"{what}={spec}: expected module:function")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ConfigError(f"{what}={spec}: cannot import {module_name} ({e})") from e
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise ConfigError(f"{what}={spec}: {module_name} has no callable {name}")
+    return fn

@@ -2,7 +2,8 @@
 
 import pytest
 
-from rlhf.eval.winrate import bootstrap_interval, judge_all, load_callable, model_label, model_labels, outcomes
+from rlhf.config import load_callable
+from rlhf.eval.winrate import bootstrap_interval, judge_all, model_label, model_labels, outcomes
 
 
 def test_outcomes_split_ties():

@@ -197,7 +197,7 @@ def test_every_ideal_response_is_perfect_and_base_like_text_is_not(world):
 
 
 def test_gold_reward_is_the_gold_score_of_each_response_for_ppo(world):
-    from rlhf.world.gold import gold_reward
+    from rlhf.world.evaluate import gold_reward
 
     records = world.prompts(6, split="test", stream="t-gold-reward")
     ideal, echo = [world.ideal(r) for r in records], [r["prompt"] for r in records]

@@ -80,6 +80,12 @@ def sample(model, prompts: list[list[int]], noise: torch.Tensor, temperature: fl
     return prompt_ids, prompt_mask, response_ids, response_mask_from(response_ids, eos_id, pad_id)
 
 
+def decode_responses(tokenizer, response_ids: torch.Tensor, response_mask: torch.Tensor) -> list[str]:
+    """Each row's response tokens (mask 1) as text, special tokens dropped. (B, R) x2 -> B strings."""
+    return [tokenizer.decode(r[m.bool()].tolist(), skip_special_tokens=True)
+            for r, m in zip(response_ids.cpu(), response_mask.cpu())]
+
+
 def response_mask_from(response_ids: torch.Tensor, eos_id: int, pad_id: int) -> torch.Tensor:
     """True on tokens up to and including the first EOS. (B, R) -> (B, R) long.
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from rlhf.config import load_callable
+from rlhf.core.generate import decode_responses
 from rlhf.core.io import atomic_write_jsonl
 from rlhf.core.models import load_causal_lm, load_tokenizer
 from rlhf.core.ops import token_logprobs
@@ -26,7 +28,7 @@ from rlhf.core.train import seed_everything
 from rlhf.data import read_records
 from rlhf.eval.config import EvalConfig
 from rlhf.eval.plots import plot_training, plot_winrates, read_history
-from rlhf.eval.winrate import RewardModelJudge, bootstrap_interval, judge_all, load_callable, model_labels, outcomes
+from rlhf.eval.winrate import RewardModelJudge, bootstrap_interval, judge_all, model_labels, outcomes
 from rlhf.ppo.data import collate_text, load_pretrain
 from rlhf.ppo.rollout import episode_noise, response_logits, sample
 
@@ -60,7 +62,7 @@ def sample_model(model, tokenizer, prompts: list, config: EvalConfig) -> Samples
     prompt_ids = torch.cat([_left_pad_to(p[0], P, tokenizer.pad_token_id) for p in parts])  # (N, P)
     prompt_mask = torch.cat([_left_pad_to(p[1], P, 0) for p in parts])  # (N, P)
     response_ids, response_mask = torch.cat([p[2] for p in parts]), torch.cat([p[3] for p in parts])  # (N, R)
-    texts = [tokenizer.decode(r[m.bool()], skip_special_tokens=True) for r, m in zip(response_ids, response_mask)]
+    texts = decode_responses(tokenizer, response_ids, response_mask)
     s = Samples(prompt_ids, prompt_mask, response_ids, response_mask, texts, torch.zeros(0))
     s.logprobs = response_logprob(model, s, config)
     return s
@@ -102,7 +104,7 @@ def perplexity(model, docs: list[list[int]], pad_id: int, batch_size: int) -> fl
 
 def make_judge(config: EvalConfig, reward_model):
     if config.judge and ":" in config.judge and not Path(config.judge).exists():
-        return load_callable(config.judge)
+        return load_callable(config.judge, "judge")
     if config.judge:
         from rlhf.core.reward import load_reward_model
 

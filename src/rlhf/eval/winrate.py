@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import math
 from pathlib import Path
 from typing import Callable
@@ -69,18 +68,3 @@ def judge_all(judge: Judge, prompts: list, a: list[str], b: list[str]) -> list[f
     if hasattr(judge, "compare_many"):
         return judge.compare_many(prompts, a, b)
     return [0.5 if x == y else float(judge(p, x, y)) for p, x, y in zip(prompts, a, b)]
-
-
-def load_callable(spec: str) -> Judge:
-    """`package.module:function` -> the function; clear errors for the usual mistakes."""
-    module_name, _, name = spec.partition(":")
-    if not module_name or not name:
-        raise ValueError(f"judge {spec!r}: expected a reward model folder or module:function")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise ValueError(f"judge {spec!r}: cannot import {module_name} ({e})") from e
-    fn = getattr(module, name, None)
-    if not callable(fn):
-        raise ValueError(f"judge {spec!r}: {module_name} has no callable {name}")
-    return fn

@@ -27,7 +27,7 @@ class PPOConfig:
     directory): called with this process's episodes as fn(records, responses), the prompt-file records (every
     field, so a rule can read its own keys) and the decoded responses, it returns one float each. The value model
     still starts from reward_model (or value_model). For rule-based rewards, and for the demo's diagnostic of what
-    PPO does with a perfect reward model: reward_fn=rlhf.world.gold:gold_reward."""
+    PPO does with a perfect reward model: reward_fn=rlhf.world.evaluate:gold_reward."""
     value_model: str = ""
     """Folder the value model starts from; empty uses reward_model (the paper initialises the value function from the RM)."""
     prompts_file: str = ""
@@ -135,7 +135,7 @@ class PPOConfig:
         require(bool(self.reward_model), "reward_model is required: a folder written by `rlhf rm` (reward_model=runs/rm/final); "
                 "with reward_fn it only seeds the value model")
         require(not self.reward_fn or re.fullmatch(r"[\w.]+:\w+", self.reward_fn) is not None,
-                f"reward_fn must be 'module:function' (e.g. rlhf.world.gold:gold_reward), got {self.reward_fn!r}")
+                f"reward_fn must be 'module:function' (e.g. rlhf.world.evaluate:gold_reward), got {self.reward_fn!r}")
         require(bool(self.prompts_file), "prompts_file is required (prompts_file=path/to/prompts.jsonl)")
         require(self.batch_size >= 1 and self.mini_batch_size >= 1 and self.micro_batch_size >= 1,
                 "batch_size, mini_batch_size and micro_batch_size must be >= 1")

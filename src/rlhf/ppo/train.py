@@ -20,8 +20,9 @@ from pathlib import Path
 
 import torch
 
-from rlhf.config import ConfigError
+from rlhf.config import ConfigError, load_callable
 from rlhf.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from rlhf.core.generate import decode_responses
 from rlhf.core.groups import consecutive_groups, length_groups, padding_fraction
 from rlhf.core.models import apply_lora, load_causal_lm, load_tokenizer, set_dropout
 from rlhf.core.ops import token_logprobs
@@ -82,32 +83,10 @@ def check_same_tokens(tokenizer, reward_tokenizer, config: PPOConfig) -> None:
                           "tokenizers; train the reward model from the same base as the policy")
 
 
-def load_reward_fn(spec: str):
-    """The callable named by reward_fn ("module:function"), or a ConfigError that says what is missing.
-    The working directory is searched first, as `python -m` does: the `rlhf` console script and
-    `accelerate launch` leave it off sys.path, and a user's my_rewards.py sits there."""
-    import importlib
-    import os
-    import sys
-
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-
-    module_name, _, name = spec.partition(":")
-    try:
-        fn = getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError) as e:
-        raise ConfigError(f"reward_fn={spec}: cannot load it ({e})") from e
-    if not callable(fn):
-        raise ConfigError(f"reward_fn={spec}: {name} is not callable")
-    return fn
-
-
 def python_rewards(fn, spec: str, records: list[dict], tokenizer, response_ids: torch.Tensor,
                    response_mask: torch.Tensor) -> torch.Tensor:
     """fn(records, decoded responses) as a (B,) float tensor, checked: one finite number per episode."""
-    texts = [tokenizer.decode(r[m.bool()].tolist(), skip_special_tokens=True)
-             for r, m in zip(response_ids.cpu(), response_mask.cpu())]
+    texts = decode_responses(tokenizer, response_ids, response_mask)
     scores = list(fn(records, texts))
     if len(scores) != len(texts):
         raise ValueError(f"reward_fn={spec} returned {len(scores)} scores for {len(texts)} responses")
@@ -174,7 +153,7 @@ def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
     tokenizer = load_tokenizer(config.policy)
     policy, reference, reward_model, value = load_models(config, device)
     check_same_tokens(tokenizer, (reward_model or value).tokenizer, config)
-    reward_fn = load_reward_fn(config.reward_fn) if config.reward_fn else None
+    reward_fn = load_callable(config.reward_fn, "reward_fn") if config.reward_fn else None
     prompts = load_prompts(config.prompts_file, tokenizer, config.max_length - config.max_new_tokens, config.skip_bad_records)
     pretrain = load_pretrain(config.pretrain_file, tokenizer, config.ptx_max_length, config.skip_bad_records) \
         if config.ptx_coef > 0 else []
@@ -423,9 +402,9 @@ def rollout_metrics(rollout, scores, kl_per_episode, kl_coef, mask, has_eos, ret
 def write_samples(path: Path, tokenizer, prompts, batch_idx, rollout, scores, kl, step: int, n: int) -> list[dict]:
     """Append a few decoded episodes with their score and KL (formats: samples, plus step and kl); returns them."""
     rows = []
-    for b in range(min(n, len(rollout))):
+    responses = decode_responses(tokenizer, rollout.response_ids[:n], rollout.response_mask[:n])
+    for b, response in enumerate(responses):
         record = prompts.records[batch_idx[b]]
-        response = tokenizer.decode(rollout.response_ids[b][rollout.response_mask[b].bool()], skip_special_tokens=True)
         rows.append({"prompt_id": record.get("id"), "prompt": record["prompt"], "model": f"ppo-step-{step}",
                      "response": response, "reward": round(float(scores[b]), 4), "kl": round(float(kl[b]), 4),
                      "step": step})

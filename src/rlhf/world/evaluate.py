@@ -9,6 +9,8 @@ numbers, `rlhf.eval`), so differences between models are not differences of luck
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 
 from rlhf.data.rankings import ranking_pairs
@@ -64,6 +66,24 @@ def flag_rates(world, records: list[dict], texts: list[str]) -> dict[str, float]
 
 def gold_scores(world, records: list[dict], texts: list[str]) -> list[float]:
     return [world.gold.grade(r, t).score for r, t in zip(records, texts)]
+
+
+def gold_reward(records: list[dict], responses: list[str], seed: int = 0) -> list[float]:
+    """gold_scores as `rlhf ppo reward_fn=rlhf.world.evaluate:gold_reward`: a perfect reward model, for the
+    diagnostic of docs/demo.md (item 16). Records are the world's prompt records (seed 0 unless given), as the
+    demo's prompt files hold them, `task` included."""
+    for r in records:
+        if "task" not in r:
+            raise ValueError(f"prompt {r.get('id', '?')!r} has no 'task' field: gold_reward scores the embedded "
+                             "world's prompt files only (data/ppo_train_prompts.jsonl of an `rlhf demo` run)")
+    return gold_scores(_world(seed), records, responses)
+
+
+@lru_cache(maxsize=4)
+def _world(seed: int):
+    from rlhf.world import World
+
+    return World(seed)
 
 
 def truthfulness(world, records: list[dict], texts: list[str]) -> dict[str, float]:

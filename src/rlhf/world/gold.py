@@ -21,7 +21,6 @@ Likert = 1 + 6 * max(score, 0), rounded (1 to 7).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from rlhf.world import language as L
 from rlhf.world.knowledge import NEGATIONS, KnowledgeBase, _singular
@@ -260,21 +259,3 @@ def _lcs(a: list, b: list) -> int:
         prev = cur
     return prev[-1]
 
-
-def gold_reward(records: list[dict], responses: list[str], seed: int = 0) -> list[float]:
-    """The gold standard's score of each response: a perfect reward model, as `rlhf ppo reward_fn=` for the
-    diagnostic of docs/demo.md (item 16). Records are the world's prompt records (seed 0 unless given), as the
-    demo's prompt files hold them, `task` included."""
-    world = _world(seed)
-    for r in records:
-        if "task" not in r:
-            raise ValueError(f"prompt {r.get('id', '?')!r} has no 'task' field: gold_reward scores the embedded "
-                             "world's prompt files only (data/ppo_train_prompts.jsonl of an `rlhf demo` run)")
-    return [world.gold.grade(r, t).score for r, t in zip(records, responses)]
-
-
-@lru_cache(maxsize=4)
-def _world(seed: int):
-    from rlhf.world import World  # the world imports this module
-
-    return World(seed)
