@@ -273,8 +273,8 @@ def missing(results, metrics: dict, sizes: list[str]) -> list[str]:
               "gives PPO little true signal to climb."]
     if "ppo/prompt_passes" in metrics:
         lines.append(f"- PPO episodes: {metrics['ppo/prompt_passes']:.2f} passes over the PPO prompts (the paper: ~8). "
-                     "Measured with the gold standard as the reward, PPO-large needed ~10 passes (16,384 episodes) "
-                     "to beat SFT-large clearly (docs/demo.md, item 16).")
+                     "With the gold standard as the reward, PPO-large needed ~10 passes (16,384 episodes) to beat "
+                     "SFT-large clearly, measured on the default world (docs/demo.md, item 16).")
     for s in sizes:
         for name in ("ppo", "ppo_ptx"):
             k = f"{name}_{s}"
