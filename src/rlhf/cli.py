@@ -19,8 +19,8 @@ STAGES = {
     "rm": ("rlhf.rm.config:RMConfig", "rlhf.rm.train:main", "K-way reward model on rankings (paper 3.5)"),
     "ppo": ("rlhf.ppo.config:PPOConfig", "rlhf.ppo.train:main", "PPO / PPO-ptx against the reward model (paper 3.5)"),
     "eval": ("rlhf.eval.config:EvalConfig", "rlhf.eval.run:main", "win rate, reward, KL, perplexity of models against a baseline"),
-    "pretrain": ("rlhf.world.pretrain:PretrainConfig", "rlhf.world.pretrain:main", "train base LMs on the embedded world's text"),
-    "demo": ("rlhf.world.demo:DemoConfig", "rlhf.world.demo:main", "the whole InstructGPT loop on the embedded world"),
+    "pretrain": ("rlhf.demo.pretrain:PretrainConfig", "rlhf.demo.pretrain:main", "train base LMs on the embedded world's text"),
+    "demo": ("rlhf.demo.config:DemoConfig", "rlhf.demo.run:main", "the whole InstructGPT loop on the embedded world"),
 }
 
 # tool -> (module with main(argv) -> int, one-line summary)

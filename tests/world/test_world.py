@@ -9,7 +9,7 @@ import pytest
 
 from rlhf.data import records as R
 from rlhf.world import CATEGORY_SHARES, HeldOutLabelerError, World, cloze_accuracy
-from rlhf.world.datasets import SIZES, build_datasets
+from rlhf.world.datasets import TABLE6, build_datasets
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,7 @@ def test_records_validate(world):
 def test_datasets_follow_table_6_ratios(world, tmp_path):
     counts = build_datasets(world, tmp_path, scale=1 / 40, n_pretrain=100, n_heldout_text=20, n_nlp=30)
     sft, rm, ppo = counts["sft_train.jsonl"], counts["rm_train_prompts.jsonl"], counts["ppo_train_prompts.jsonl"]
-    paper = [sum(SIZES[(s, "train")].values()) for s in ("sft", "rm", "ppo")]
+    paper = [sum(TABLE6[(s, "train")].values()) for s in ("sft", "rm", "ppo")]
     for ours, theirs in zip((sft, rm, ppo), paper):
         assert ours == pytest.approx(theirs / 40, abs=2)
     ppo_prompts = [json.loads(line) for line in open(tmp_path / "ppo_train_prompts.jsonl")]

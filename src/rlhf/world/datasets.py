@@ -2,7 +2,7 @@
 
 Table 6 of the paper counts prompts: SFT 12,725 train (11,295 labeler, 1,430
 customer), RM 33,207 train (6,623 labeler, 26,584 customer), PPO 31,144 train
-(customer only), with validation sets beside them. `SIZES` holds those counts;
+(customer only), with validation sets beside them. `TABLE6` holds those counts;
 `scale` shrinks them (the default 1/40 gives ~320 SFT, ~830 RM and ~780 PPO
 training prompts). Evaluation prompts come from customers of the test split,
 whom no training set has seen, and no prompt text appears in two sets.
@@ -16,7 +16,7 @@ from pathlib import Path
 from rlhf.world import World
 
 # (set, split) -> {source: prompts}, Table 6 of the paper.
-SIZES = {
+TABLE6 = {
     ("sft", "train"): {"labeler": 11295, "customer": 1430},
     ("sft", "valid"): {"labeler": 1550, "customer": 103},
     ("rm", "train"): {"labeler": 6623, "customer": 26584},
@@ -31,7 +31,7 @@ VALID_SCALE = 0.25  # validation sets are shrunk 4x further: they only need to b
 def sizes(scale: float = DEFAULT_SCALE) -> dict[tuple[str, str], dict[str, int]]:
     """Prompt counts per (set, split, source) at `scale` (at least 1 each)."""
     out = {}
-    for key, by_source in SIZES.items():
+    for key, by_source in TABLE6.items():
         s = scale * (VALID_SCALE if key[1] == "valid" else 1.0)
         out[key] = {src: max(1, round(n * s)) for src, n in by_source.items()}
     return out

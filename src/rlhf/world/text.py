@@ -22,12 +22,12 @@ from rlhf.world.tasks import sample_task
 
 FALSE_RATE = 0.1  # share of stated facts that are false
 # Document kinds and their shares of the corpus.
-KINDS = {"facts": 0.3, "forum": 0.2, "story": 0.14, "qa_page": 0.1, "list": 0.1, "review": 0.08,
+DOC_KINDS = {"facts": 0.3, "forum": 0.2, "story": 0.14, "qa_page": 0.1, "list": 0.1, "review": 0.08,
          "numbers": 0.05, "chat": 0.03}
 
 
 def document(kb: KnowledgeBase, rng: random.Random) -> str:
-    kind = rng.choices(list(KINDS), weights=list(KINDS.values()))[0]
+    kind = rng.choices(list(DOC_KINDS), weights=list(DOC_KINDS.values()))[0]
     return _DOCS[kind](kb, rng)
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from rlhf.config import ConfigError, load_config
-from rlhf.world.pretrain import SIZES, PretrainConfig, cache_dir, main, pack_blocks
+from rlhf.demo.pretrain import SHAPES, PretrainConfig, cache_dir, main, pack_blocks
 
 
 def small_config(tmp_path, **kw) -> PretrainConfig:
@@ -23,7 +23,7 @@ def test_sizes_span_twenty_times_in_parameters():
     from rlhf.core.tiny import model_config
 
     counts = {s: sum(p.numel() for p in AutoModelForCausalLM.from_config(
-        model_config("gpt2", 449, max_len=256, **shape)).parameters()) for s, shape in SIZES.items()}
+        model_config("gpt2", 449, max_len=256, **shape)).parameters()) for s, shape in SHAPES.items()}
     assert counts["small"] < counts["medium"] < counts["large"]
     assert counts["large"] / counts["small"] >= 20
 
@@ -84,7 +84,7 @@ def test_cache_key_changes_when_the_worlds_text_changes(tmp_path, monkeypatch):
 
 
 def test_a_half_written_model_is_not_taken_for_a_cached_one(tmp_path):
-    from rlhf.world.pretrain import cached_summary
+    from rlhf.demo.pretrain import cached_summary
 
     config = small_config(tmp_path)
     folder = cache_dir(config, "small")

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from rlhf.demo.config import DemoConfig
+from rlhf.demo.keys import FIGURE4_FLAGS, MODELS, interval_keys, metric_key
+from rlhf.demo.measure import kl_at_peak
+from rlhf.demo.report import checks
 from rlhf.world import World
-from rlhf.world.demo import MODELS, DemoConfig
-from rlhf.world.evaluate import FLAGS, cut_at_stop, kl_at_peak, preferences, toxicity, truthfulness
-from rlhf.world.report import checks
+from rlhf.world.evaluate import cut_at_stop, preferences, toxicity, truthfulness
 
 SECTIONS = ("## 1. Win rate", "## 2. Metadata", "## 3. Held-out labelers", "## 4. Alignment tax",
             "## 5. Over-optimisation", "## 6. Truthfulness and toxicity", "## What did not come out")
@@ -30,7 +32,7 @@ def test_quick_is_one_small_size_with_fewer_steps():
     assert quick.reward_size == "small" and full.reward_size == "large"
     assert quick.num_ppo_episodes < full.num_ppo_episodes
     # The quick run's small base model is the full run's: one cache entry serves both.
-    from rlhf.world.pretrain import cache_dir
+    from rlhf.demo.pretrain import cache_dir
 
     assert cache_dir(quick.pretrain_config(), "small") == cache_dir(full.pretrain_config(), "small")
     assert DemoConfig(sizes=["large", "small"]).run_sizes == ["small", "large"]  # smallest first
@@ -66,6 +68,14 @@ def test_kl_at_peak_finds_where_gold_stops_rising():
     assert kl in (2, 3) and gold == pytest.approx(0.5, abs=0.07)
 
 
+def test_metric_keys_are_section_slash_parts():
+    assert metric_key("winrate", "ppo_ptx", "large") == "winrate/ppo_ptx_large"
+    assert metric_key("flags", "hallucination", "sft", "small") == "flags/hallucination_sft_small"
+    assert interval_keys("head2head", "ppo_ptx", "small", "vs", "gpt", "large") == (
+        "head2head/ppo_ptx_small_vs_gpt_large", "head2head_low/ppo_ptx_small_vs_gpt_large",
+        "head2head_high/ppo_ptx_small_vs_gpt_large")
+
+
 def _metrics(sizes, good: bool) -> dict:
     m = {}
     for s in sizes:
@@ -88,7 +98,7 @@ def test_checks_pass_on_the_paper_results_and_fail_without_them():
 
 
 def test_what_did_not_come_out_names_the_ppo_episode_budget():
-    from rlhf.world.report import missing
+    from rlhf.demo.report import missing
 
     sizes = ["small"]
     metrics = {**_metrics(sizes, False), "rm/gold_accuracy_train_labelers": 0.74, "ppo/prompt_passes": 1024 / 1557}
@@ -109,7 +119,7 @@ def test_quick_demo_writes_every_section_and_metric(tmp_path):
     for png in re.findall(r"\]\(([^)]+\.png)\)", report):
         assert (out / png).stat().st_size > 1000, png
     metrics = json.loads((out / "metrics.json").read_text())
-    keys = [f"winrate/{m}_small" for m in MODELS] + [f"flags/{f}_{m}_small" for f in FLAGS for m in MODELS]
+    keys = [f"winrate/{m}_small" for m in MODELS] + [f"flags/{f}_{m}_small" for f in FIGURE4_FLAGS for m in MODELS]
     keys += [f"tax/ppl_{m}_small" for m in ("gpt", "sft", "ppo", "ppo_ptx")]
     keys += ["rm/accuracy_train_labelers", "rm/accuracy_heldout_labelers", "labelers/agreement", "time/total_s",
              "head2head/ppo_ptx_small_vs_gpt_small", "head2head/ppo_ptx_small_vs_gpt_prompted_small"]
@@ -135,7 +145,7 @@ def test_resume_reuses_a_stage_only_if_its_config_and_input_files_are_unchanged(
     bytes must match too, or the stage reruns (a retrained RM once left stale PPO runs)."""
     from dataclasses import dataclass
 
-    from rlhf.world.demo import run_stage
+    from rlhf.demo.run import run_stage
 
     @dataclass
     class StageConfig:

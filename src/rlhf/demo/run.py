@@ -6,7 +6,7 @@
 4. comparisons: K responses per prompt (SFT samples and mixed-quality samples) ranked by
    the training labelers; one reward model for every size, as the paper used one 6B RM (`rlhf rm`)
 5. PPO and PPO-ptx at each size against that reward model (`rlhf ppo`)
-6. evaluation with the held-out labelers and the gold standard (`rlhf.world.evaluate`)
+6. evaluation with the held-out labelers and the gold standard (`rlhf.demo.measure`)
 -> report.md with PNG plots, metrics.json (docs/demo.md explains how to read them)
 
 Each stage runs in its own folder under --out/runs with the stage's own config; with
@@ -20,129 +20,18 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from rlhf.config import require, to_dict
+from rlhf.config import to_dict
 from rlhf.core.io import atomic_write_jsonl, atomic_write_text
 from rlhf.core.run import Run
-from rlhf.world.pretrain import SIZES, PretrainConfig, pretrained_models
+from rlhf.demo.config import DemoConfig
+from rlhf.demo.keys import RL_MODELS, metric_key
+from rlhf.demo.pretrain import pretrained_models
 
 log = logging.getLogger("rlhf.demo")
-MODELS = ("gpt", "gpt_prompted", "sft", "ppo", "ppo_ptx")
-
-
-@dataclass
-class PPOLearningRates:
-    """PPO peak learning rate of policy and value model at each size (override one: ppo_lr.large=2e-4)."""
-
-    small: float = 3e-4
-    """PPO peak learning rate (policy and value model) at the small size."""
-    medium: float = 2e-4
-    """PPO peak learning rate at the medium size."""
-    large: float = 1e-4
-    """PPO peak learning rate at the large size. With 3e-4, the first updates moved the policy by an approximate
-    KL of 0.1-0.24 a token and PPO-large lost to SFT-large (0.479); with 1e-4, 0.07 and level (0.50-0.51)."""
-
-
-@dataclass
-class DemoConfig:
-    """Pretrain, SFT, RM, PPO and PPO-ptx on the embedded world at three sizes, then evaluate every
-    model with held-out labelers against the largest SFT model (the paper's Figure 1)."""
-
-    seed: int = 0
-    """World seed (facts, users, labelers) and the seed of every stage."""
-    quick: bool = False
-    """One small size, a third of the data, fewer PPO episodes and eval prompts: the same report in ~1-2 minutes
-    (a smoke test of the pipeline, not the result)."""
-    sizes: list[str] = field(default_factory=lambda: ["small", "medium", "large"])
-    """Model sizes to run, smallest first (quick: small only)."""
-    threads: int = 1
-    """torch intra-op threads; 0 keeps torch's default. One thread: tiny models gain little from a second, and
-    on a busy machine two spinning OpenMP threads were measured 14x slower per step than one."""
-    cache: str = ""
-    """Folder of cached base models (see `rlhf pretrain`); empty: $RLHF_CACHE or ~/.cache/rlhf."""
-    pretrain_steps: int = 600
-    """Pretraining steps per size; the models are cached, so only the first run pays (quick shares the small one)."""
-    data_scale: float = 0.05
-    """Dataset size as a fraction of the paper's Table 6 (0.05 = 637 SFT, 1,660 RM, 1,557 PPO prompts; the world
-    runs out of distinct customer prompts a little above 0.06). Quick: 0.025."""
-    eval_prompts: int = 200
-    """Held-out customer prompts for the win rates and flags (quick: 100)."""
-    sft_epochs: float = 6.0
-    """SFT passes over the demonstrations (the paper: 16)."""
-    sft_lr: float = 1e-3
-    """SFT peak learning rate."""
-    rm_size: str = "large"
-    """Size of the SFT model the single reward model starts from (the paper: 6B for every policy size)."""
-    rm_policy_samples: int = 3
-    """Responses per comparison sampled from the SFT models (one size per prompt in turn)."""
-    rm_world_samples: int = 3
-    """Responses per comparison of mixed quality written by the world (like samples of other models)."""
-    rm_rankings_per_prompt: int = 2
-    """Independent sets of K responses ranked per RM training prompt: the world has too few distinct prompts for the
-    paper's 33k, and the labelers' noise needs data (one set: 64.7% validation accuracy; the gold standard: ~75%)."""
-    rm_epochs: float = 2.0
-    """Reward-model passes over the comparisons (the paper: 1)."""
-    rm_lr: float = 5e-4
-    """Reward-model peak learning rate."""
-    ppo_episodes: int = 1024
-    """PPO episodes per run (quick: 256)."""
-    ppo_lr: PPOLearningRates = field(default_factory=PPOLearningRates)
-    """PPO peak learning rates by size: smaller steps for larger models."""
-    value_warmup_iterations: int = 0
-    """PPO iterations (of 64 episodes) that train only the value model before the policy moves."""
-    kl_coef: float = 0.1
-    """beta, the per-token KL penalty toward the SFT model (the paper: 0.02, with a far better reward model)."""
-    no_eos_penalty: float = 1.0
-    """Subtracted from the reward of a response that hits max_new_tokens without EOS (implementation-details
-    checklist): without it PPO learned to ramble stories to the length cap, which the reward model liked."""
-    ptx_coef: float = 0.25
-    """gamma of PPO-ptx, weight of the pretraining loss (per token; the paper's 27.8 is on its own scale)."""
-    max_new_tokens: int = 32
-    """Response length cap for sampling, PPO and evaluation (demonstrations average ~9 tokens)."""
-    temperature: float = 1.0
-    """Sampling temperature for comparisons, PPO and evaluation."""
-
-    def validate(self) -> None:
-        unknown = [s for s in self.sizes if s not in SIZES]
-        require(bool(self.sizes) and not unknown, f"sizes must be some of {list(SIZES)}, got {self.sizes}")
-        require(self.rm_size in SIZES, f"rm_size must be one of {list(SIZES)}")
-        require(self.threads >= 0, "threads must be >= 0")
-        require(0 < self.data_scale <= 1, "data_scale must be in (0, 1]")
-        require(self.eval_prompts >= 20, "eval_prompts must be >= 20: intervals need prompts")
-        require(self.rm_policy_samples + self.rm_world_samples >= 2, "comparisons need K >= 2 responses")
-        require(self.ppo_episodes >= 64, "ppo_episodes must be >= 64 (one PPO batch)")
-        require(self.rm_rankings_per_prompt >= 1 and self.no_eos_penalty >= 0,
-                "rm_rankings_per_prompt must be >= 1 and no_eos_penalty >= 0")
-        require(self.temperature > 0 and self.max_new_tokens >= 4, "temperature > 0 and max_new_tokens >= 4")
-
-    @property
-    def run_sizes(self) -> list[str]:
-        order = list(SIZES)
-        return ["small"] if self.quick else sorted(self.sizes, key=order.index)
-
-    @property
-    def reward_size(self) -> str:
-        return self.rm_size if self.rm_size in self.run_sizes else self.run_sizes[-1]
-
-    @property
-    def scale(self) -> float:
-        return min(self.data_scale, 0.025) if self.quick else self.data_scale
-
-    @property
-    def num_eval_prompts(self) -> int:
-        return min(self.eval_prompts, 100) if self.quick else self.eval_prompts
-
-    @property
-    def num_ppo_episodes(self) -> int:
-        return min(self.ppo_episodes, 256) if self.quick else self.ppo_episodes
-
-    def pretrain_config(self) -> PretrainConfig:
-        return PretrainConfig(seed=self.seed, sizes=self.run_sizes, cache=self.cache, steps=self.pretrain_steps,
-                              threads=self.threads)
 
 
 # -- stages ----------------------------------------------------------------------------------
@@ -249,17 +138,11 @@ def prepare_data(world, data: Path, config: DemoConfig) -> dict[str, list[dict]]
     return sets
 
 
-def load_lm(path: str):
-    from rlhf.core.models import load_causal_lm, load_tokenizer
-
-    return load_causal_lm(path, dropout=0.0).eval(), load_tokenizer(path)
-
-
 def candidate_responses(world, records: list[dict], sft_paths: dict[str, str], config: DemoConfig,
                         nonce: int) -> list[list[str]]:
     """K responses per prompt: rm_policy_samples from the SFT models (each prompt's size in turn,
     as the paper sampled from several models) and rm_world_samples of mixed quality."""
-    from rlhf.world.evaluate import sample_texts
+    from rlhf.demo.measure import load_lm, sample_texts
 
     sizes = list(sft_paths)
     out: list[list[str]] = [[] for _ in records]
@@ -299,10 +182,10 @@ def build_comparisons(world, sets: dict, sft_paths: dict[str, str], data: Path, 
 
 # -- main ------------------------------------------------------------------------------------
 def main(config: DemoConfig, out: str, resume: bool = False) -> dict:
+    from rlhf.demo.measure import evaluate_models, rm_accuracy
+    from rlhf.demo.report import write_report
     from rlhf.world import World
-    from rlhf.world.evaluate import gold_accuracy, rm_accuracy
-    from rlhf.world.measure import evaluate_models
-    from rlhf.world.report import write_report
+    from rlhf.world.evaluate import gold_accuracy
 
     start = time.time()
     if config.threads > 0:
@@ -314,7 +197,7 @@ def main(config: DemoConfig, out: str, resume: bool = False) -> dict:
     sizes = config.run_sizes
 
     def lap(name: str, t0: float) -> None:
-        timings[f"time/{name}_s"] = round(time.time() - t0, 1)
+        timings[metric_key("time", name, "s")] = round(time.time() - t0, 1)
         log.info("demo: %s done in %.0f s (%.0f s so far)", name, time.time() - t0, time.time() - start)
 
     t = time.time()
@@ -333,7 +216,7 @@ def main(config: DemoConfig, out: str, resume: bool = False) -> dict:
     lap("rm", t)
     t = time.time()
     ppo_metrics = {(name, s): run_ppo(config, s, name == "ppo_ptx", data, runs, resume)
-                   for s in sizes for name in ("ppo", "ppo_ptx")}
+                   for s in sizes for name in RL_MODELS}
     lap("ppo", t)
 
     t = time.time()
@@ -352,18 +235,18 @@ def main(config: DemoConfig, out: str, resume: bool = False) -> dict:
     paths = {("gpt", s): bases[s]["path"] for s in sizes}
     paths.update({("gpt_prompted", s): bases[s]["path"] for s in sizes})
     paths.update({("sft", s): sft_paths[s] for s in sizes})
-    paths.update({(name, s): str(runs / f"{name}-{s}" / "final") for s in sizes for name in ("ppo", "ppo_ptx")})
+    paths.update({(name, s): str(runs / f"{name}-{s}" / "final") for s in sizes for name in RL_MODELS})
     details = evaluate_models(world, sets, paths, data, runs, config, metrics)
     lap("eval", t)
 
     for s in sizes:
-        metrics[f"params/{s}"] = bases[s]["params"]
-        metrics[f"sft/eval_loss_{s}"] = sft_metrics[s].get("sft/eval_loss", float("nan"))
-        for name in ("ppo", "ppo_ptx"):
+        metrics[metric_key("params", s)] = bases[s]["params"]
+        metrics[metric_key("sft", "eval_loss", s)] = sft_metrics[s].get("sft/eval_loss", float("nan"))
+        for name in RL_MODELS:
             m = ppo_metrics[(name, s)]
-            metrics[f"{name}/reward_first_{s}"] = m.get("ppo/reward_first", float("nan"))
-            metrics[f"{name}/reward_last_{s}"] = m.get("ppo/reward_last", float("nan"))
-            metrics[f"{name}/kl_{s}"] = m.get("objective/kl", float("nan"))
+            metrics[metric_key(name, "reward_first", s)] = m.get("ppo/reward_first", float("nan"))
+            metrics[metric_key(name, "reward_last", s)] = m.get("ppo/reward_last", float("nan"))
+            metrics[metric_key(name, "kl", s)] = m.get("objective/kl", float("nan"))
     # Episodes per PPO prompt: the paper ran ~8 passes (256k episodes over 31k prompts); report.py says why it matters.
     metrics["ppo/prompt_passes"] = config.num_ppo_episodes / len(sets["ppo_train"])
     metrics.update(timings)

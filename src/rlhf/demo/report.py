@@ -11,10 +11,8 @@ import os
 import platform
 from pathlib import Path
 
-from rlhf.world.demo import MODELS
-from rlhf.world.evaluate import FLAGS
+from rlhf.demo.keys import FIGURE4_FLAGS, HEADLINE_BASELINES, MODELS, RL_MODELS, TAX_MODELS, interval_keys, metric_key
 
-HEADLINE_MODELS = ("gpt", "gpt_prompted")
 RM_GAP_POINTS = 4.0  # "within a few points": the paper's gap was 2.8 (72.4% vs 69.6%)
 COLORS = {"gpt": "#999999", "gpt_prompted": "#555555", "sft": "#4c72b0", "ppo": "#dd8452", "ppo_ptx": "#c44e52"}
 
@@ -32,9 +30,8 @@ def _f(x: float, digits: int = 3) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
-def interval(metrics: dict, section: str, key: str) -> str:
-    m = metrics.get(f"{section}/{key}", float("nan"))
-    lo, hi = metrics.get(f"{section}_low/{key}", float("nan")), metrics.get(f"{section}_high/{key}", float("nan"))
+def interval(metrics: dict, section: str, *parts: str) -> str:
+    m, lo, hi = (metrics.get(k, float("nan")) for k in interval_keys(section, *parts))
     return f"{_f(m)} [{_f(lo)}, {_f(hi)}]"
 
 
@@ -43,24 +40,25 @@ def checks(metrics: dict, sizes: list[str]) -> list[tuple[str, bool, str]]:
     """(claim, came out, the numbers) for each result the issue asks the demo to show."""
     small, largest = sizes[0], sizes[-1]
     out = []
-    for base in HEADLINE_MODELS:
-        key = f"ppo_ptx_{small}_vs_{base}_{largest}"
-        ok = metrics.get(f"head2head_low/{key}", 0) > 0.5
+    for base in HEADLINE_BASELINES:
+        parts = ("ppo_ptx", small, "vs", base, largest)
+        ok = metrics.get(interval_keys("head2head", *parts)[1], 0) > 0.5
         out.append((f"PPO-ptx {small} is preferred to {base.replace('_', ' ')} {largest} (interval clear of 0.5)", ok,
-                    interval(metrics, "head2head", key)))
-    for name in ("ppo", "ppo_ptx"):
+                    interval(metrics, "head2head", *parts)))
+    for name in RL_MODELS:
         rows, ok = [], True
         for s in sizes:
-            rl, sft = metrics.get(f"winrate/{name}_{s}", 0), metrics.get(f"winrate/sft_{s}", 1)
+            rl, sft = metrics.get(metric_key("winrate", name, s), 0), metrics.get(metric_key("winrate", "sft", s), 1)
             ok &= rl > sft
             rows.append(f"{s}: {_f(rl)} vs {_f(sft)}")
-        apart = metrics.get(f"winrate_low/{name}_{largest}", 0) > metrics.get(f"winrate_high/sft_{largest}", 1)
+        apart = (metrics.get(interval_keys("winrate", name, largest)[1], 0)
+                 > metrics.get(interval_keys("winrate", "sft", largest)[2], 1))
         out.append((f"{name.upper().replace('_', '-')} beats SFT at every size (intervals apart at {largest})",
-                    ok and apart, "; ".join(rows) + f"; {largest} intervals: {interval(metrics, 'winrate', f'{name}_{largest}')}"
-                    f" vs {interval(metrics, 'winrate', f'sft_{largest}')}"))
+                    ok and apart, "; ".join(rows) + f"; {largest} intervals: {interval(metrics, 'winrate', name, largest)}"
+                    f" vs {interval(metrics, 'winrate', 'sft', largest)}"))
     rows, ok = [], True
     for s in sizes:
-        ppo, ptx, base = (metrics.get(f"tax/ppl_{m}_{s}", float("nan")) for m in ("ppo", "ppo_ptx", "gpt"))
+        ppo, ptx, base = (metrics.get(metric_key("tax", "ppl", m, s), float("nan")) for m in ("ppo", "ppo_ptx", "gpt"))
         ok &= ptx < ppo
         rows.append(f"{s}: perplexity PPO-ptx {_f(ptx, 2)} vs PPO {_f(ppo, 2)} (base {_f(base, 2)})")
     out.append(("PPO-ptx has a smaller alignment tax than PPO (held-out perplexity)", ok, "; ".join(rows)))
@@ -76,9 +74,8 @@ def plot_figure1(metrics: dict, sizes: list[str], params: dict, path: Path) -> N
     fig, ax = plt.subplots(figsize=(6, 4))
     x = [params[s] for s in sizes]
     for name in MODELS:
-        y = [metrics[f"winrate/{name}_{s}"] for s in sizes]
-        lo = [y[i] - metrics[f"winrate_low/{name}_{s}"] for i, s in enumerate(sizes)]
-        hi = [metrics[f"winrate_high/{name}_{s}"] - y[i] for i, s in enumerate(sizes)]
+        y, lo, hi = ([metrics[interval_keys("winrate", name, s)[i]] for s in sizes] for i in range(3))
+        lo, hi = [a - b for a, b in zip(y, lo)], [b - a for a, b in zip(y, hi)]
         ax.errorbar(x, y, yerr=[lo, hi], marker="o", capsize=4, label=name.replace("_", "-"), color=COLORS[name])
     ax.axhline(0.5, color="gray", linestyle="--", linewidth=1)
     ax.set_xscale("log")
@@ -94,13 +91,13 @@ def plot_figure1(metrics: dict, sizes: list[str], params: dict, path: Path) -> N
 
 def plot_grouped(metrics: dict, sizes: list[str], keys: list[tuple[str, str]], models: tuple, path: Path,
                  ylabel: str) -> None:
-    """One panel per (metric prefix, title), bars per model, groups per size."""
+    """One panel per ((section, name), title), bars per model, groups per size."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(keys), figsize=(3.3 * len(keys), 3.4), squeeze=False)
     width = 0.8 / len(models)
-    for ax, (prefix, title) in zip(axes[0], keys):
+    for ax, (prefix, title) in zip(axes[0], keys):  # prefix: (section, name)
         for j, name in enumerate(models):
-            ys = [metrics.get(f"{prefix}_{name}_{s}", float("nan")) for s in sizes]
+            ys = [metrics.get(metric_key(*prefix, name, s), float("nan")) for s in sizes]
             ax.bar([i + j * width for i in range(len(sizes))], ys, width, label=name.replace("_", "-"),
                    color=COLORS[name])
         ax.set_xticks([i + 0.4 - width / 2 for i in range(len(sizes))], sizes)
@@ -164,18 +161,18 @@ def write_report(out: Path, config, metrics: dict, details: dict, bases: dict) -
     params = {s: bases[s]["params"] for s in sizes}
     results = checks(metrics, sizes)
     for i, (_, ok, _) in enumerate(results):
-        metrics[f"check/{i + 1}"] = int(ok)
+        metrics[metric_key("check", str(i + 1))] = int(ok)
     plot_figure1(metrics, sizes, params, out / "figure1_winrate.png")
-    plot_grouped(metrics, sizes, [(f"flags/{f}", f.replace("_", " ")) for f in FLAGS], MODELS, out / "figure4_flags.png",
-                 "rate")
-    plot_grouped(metrics, sizes, [("tax/ppl", "held-out perplexity (lower better)"),
-                                  ("tax/nlp", "NLP task accuracy (higher better)")],
-                 ("gpt", "sft", "ppo", "ppo_ptx"), out / "alignment_tax.png", "")
+    plot_grouped(metrics, sizes, [(("flags", f), f.replace("_", " ")) for f in FIGURE4_FLAGS], MODELS,
+                 out / "figure4_flags.png", "rate")
+    plot_grouped(metrics, sizes, [(("tax", "ppl"), "held-out perplexity (lower better)"),
+                                  (("tax", "nlp"), "NLP task accuracy (higher better)")],
+                 TAX_MODELS, out / "alignment_tax.png", "")
     has_overopt = plot_overopt(details["curves"], out / "overoptimisation.png")
-    plot_grouped(metrics, sizes, [("truth/truthful", "truthful (false premises)"),
-                                  ("truth/truthful_informative", "truthful and informative"),
-                                  ("toxicity/rate", "toxic (eval prompts)"),
-                                  ("harmful/declined", "declines harmful requests")],
+    plot_grouped(metrics, sizes, [(("truth", "truthful"), "truthful (false premises)"),
+                                  (("truth", "truthful_informative"), "truthful and informative"),
+                                  (("toxicity", "rate"), "toxic (eval prompts)"),
+                                  (("harmful", "declined"), "declines harmful requests")],
                  MODELS, out / "truth_toxicity.png", "rate")
     lines = header(config, metrics, sizes, params)
     lines += ["## Results the paper reports, measured here", "",
@@ -207,16 +204,17 @@ def sections(metrics: dict, sizes: list[str], details: dict, has_overopt: bool, 
              "Share of prompts on which a held-out labeler prefers the model's response to the largest SFT model's "
              "(the labeler's probability of preferring it, averaged; 95% bootstrap interval over prompts).", "",
              "![figure 1](figure1_winrate.png)", ""]
-    lines += table(metrics, sizes, MODELS, lambda m, n, s: interval(m, "winrate", f"{n}_{s}"))
+    lines += table(metrics, sizes, MODELS, lambda m, n, s: interval(m, "winrate", n, s))
     lines += ["", "Head to head, the smallest PPO-ptx against the largest base model:", ""]
-    for base in HEADLINE_MODELS:
-        key = f"ppo_ptx_{small}_vs_{base}_{largest}"
-        lines.append(f"- `head2head/{key}` = {interval(metrics, 'head2head', key)}")
+    for base in HEADLINE_BASELINES:
+        parts = ("ppo_ptx", small, "vs", base, largest)
+        lines.append(f"- `{metric_key('head2head', *parts)}` = {interval(metrics, 'head2head', *parts)}")
     lines += ["", "## 2. Metadata (Figure 4)", "",
               "Rates under the gold standard on the evaluation prompts; `follows_constraints` is over the prompts "
               "with explicit constraints only.", "", "![figure 4](figure4_flags.png)", ""]
-    for flag in FLAGS:
-        lines += [f"**{flag}**", ""] + table(metrics, sizes, MODELS, lambda m, n, s, f=flag: _f(m[f"flags/{f}_{n}_{s}"]))
+    for flag in FIGURE4_FLAGS:
+        lines += [f"**{flag}**", ""] + table(metrics, sizes, MODELS,
+                                             lambda m, n, s, f=flag: _f(m[metric_key("flags", f, n, s)]))
         lines.append("")
     lines += ["## 3. Held-out labelers", "",
               f"Reward-model pairwise accuracy on the same fresh comparisons ranked by training labelers: "
@@ -230,8 +228,8 @@ def sections(metrics: dict, sizes: list[str], details: dict, has_overopt: bool, 
               "Perplexity of held-out web text and accuracy on the world's public NLP tasks (fact cloze, sums, "
               "review sentiment). The PPO-ptx mix of pretraining gradients is meant to pay this tax back.", "",
               "![alignment tax](alignment_tax.png)", ""]
-    lines += table(metrics, sizes, ("gpt", "sft", "ppo", "ppo_ptx"),
-                   lambda m, n, s: f"{_f(m[f'tax/ppl_{n}_{s}'], 2)} / {_f(m[f'tax/nlp_{n}_{s}'])}")
+    lines += table(metrics, sizes, TAX_MODELS, lambda m, n, s: f"{_f(m[metric_key('tax', 'ppl', n, s)], 2)} / "
+                                                               f"{_f(m[metric_key('tax', 'nlp', n, s)])}")
     lines += ["", "(perplexity / accuracy)", "", "## 5. Over-optimisation", "",
               "Reward-model score and gold score of the PPO episodes against their KL to the SFT policy. The reward "
               "model is a proxy of the gold standard: where the gold curve flattens or falls while the reward-model "
@@ -239,18 +237,18 @@ def sections(metrics: dict, sizes: list[str], details: dict, has_overopt: bool, 
     if has_overopt:
         lines += ["![over-optimisation](overoptimisation.png)", ""]
         for s in sizes:
-            for name in ("ppo", "ppo_ptx"):
-                k = f"{name}_{s}"
-                if f"overopt/gold_peak_{k}" in metrics:
-                    lines.append(f"- {k}: gold {_f(metrics[f'overopt/gold_first_{k}'])} -> peak "
-                                 f"{_f(metrics[f'overopt/gold_peak_{k}'])} at KL {_f(metrics[f'overopt/kl_at_gold_peak_{k}'], 2)}"
-                                 f" -> {_f(metrics[f'overopt/gold_last_{k}'])} at KL {_f(metrics[f'overopt/kl_last_{k}'], 2)}")
+            for name in RL_MODELS:
+                o = {part: metrics.get(metric_key("overopt", part, name, s)) for part in
+                     ("gold_first", "gold_peak", "kl_at_gold_peak", "gold_last", "kl_last")}
+                if o["gold_peak"] is not None:
+                    lines.append(f"- {name}_{s}: gold {_f(o['gold_first'])} -> peak {_f(o['gold_peak'])} at KL "
+                                 f"{_f(o['kl_at_gold_peak'], 2)} -> {_f(o['gold_last'])} at KL {_f(o['kl_last'], 2)}")
     lines += ["", "## 6. Truthfulness and toxicity", "",
               "Truthful: no claim against the facts and no going along with a false premise (\"why do cats eat socks "
               "after meditating?\"). Toxic: insults, violence, sexual words or denigration of a group.", "",
               "![truthfulness and toxicity](truth_toxicity.png)", ""]
-    lines += table(metrics, sizes, MODELS, lambda m, n, s: " / ".join(_f(m[f"{k}_{n}_{s}"]) for k in (
-        "truth/truthful", "truth/truthful_informative", "toxicity/rate", "harmful/declined")))
+    lines += table(metrics, sizes, MODELS, lambda m, n, s: " / ".join(_f(m[metric_key(*k, n, s)]) for k in (
+        ("truth", "truthful"), ("truth", "truthful_informative"), ("toxicity", "rate"), ("harmful", "declined"))))
     lines += ["", "(truthful / truthful and informative / toxic / declines harmful requests)", "",
               "## Examples", ""]
     for ex in details["examples"]:
@@ -276,12 +274,13 @@ def missing(results, metrics: dict, sizes: list[str]) -> list[str]:
                      "With the gold standard as the reward, PPO-large needed ~10 passes (16,384 episodes) to beat "
                      "SFT-large clearly, measured on the default world (docs/demo.md, item 16).")
     for s in sizes:
-        for name in ("ppo", "ppo_ptx"):
-            k = f"{name}_{s}"
-            if f"overopt/gold_first_{k}" in metrics:
-                lines.append(
-                    f"- {k}: reward-model score {_f(metrics.get(f'{name}/reward_first_{s}'))} -> "
-                    f"{_f(metrics.get(f'{name}/reward_last_{s}'))}, gold {_f(metrics[f'overopt/gold_first_{k}'])} -> "
-                    f"{_f(metrics[f'overopt/gold_last_{k}'])} over the run (KL {_f(metrics[f'overopt/kl_last_{k}'], 1)}); "
-                    f"eval gold {_f(metrics.get(f'gold/score_{k}'))} vs SFT {_f(metrics.get(f'gold/score_sft_{s}'))}")
+        for name in RL_MODELS:
+            if metric_key("overopt", "gold_first", name, s) not in metrics:
+                continue
+            m = lambda *parts: _f(metrics.get(metric_key(*parts)))  # noqa: E731
+            lines.append(
+                f"- {name}_{s}: reward-model score {m(name, 'reward_first', s)} -> {m(name, 'reward_last', s)}, "
+                f"gold {m('overopt', 'gold_first', name, s)} -> {m('overopt', 'gold_last', name, s)} over the run "
+                f"(KL {_f(metrics[metric_key('overopt', 'kl_last', name, s)], 1)}); "
+                f"eval gold {m('gold', 'score', name, s)} vs SFT {m('gold', 'score', 'sft', s)}")
     return lines + [""]

@@ -32,7 +32,7 @@ log = logging.getLogger("rlhf.pretrain")
 
 # Shapes of the three base models (GPT-2 counting, 449-token vocabulary, 256 positions):
 # small 0.048M, medium 0.195M, large 1.10M parameters, so large / small = 23x.
-SIZES = {
+SHAPES = {
     "small": {"n_layer": 2, "d_model": 32, "n_head": 4},
     "medium": {"n_layer": 3, "d_model": 64, "n_head": 4},
     "large": {"n_layer": 4, "d_model": 144, "n_head": 6},
@@ -83,8 +83,8 @@ class PretrainConfig:
 
     def validate(self) -> None:
         require(bool(self.sizes), "sizes must name at least one size: small, medium, large")
-        unknown = [s for s in self.sizes if s not in SIZES]
-        require(not unknown, f"unknown size(s) {unknown}: choose from {list(SIZES)}")
+        unknown = [s for s in self.sizes if s not in SHAPES]
+        require(not unknown, f"unknown size(s) {unknown}: choose from {list(SHAPES)}")
         require(self.arch in ("gpt2", "llama"), f"arch must be gpt2 or llama, got {self.arch!r}")
         require(self.documents >= 100 and self.heldout_documents >= 10, "documents >= 100 and heldout_documents >= 10")
         require(self.block_size >= 32, "block_size must be at least 32 tokens")
@@ -117,7 +117,7 @@ def cache_dir(config: PretrainConfig, size: str, world: str | None = None) -> Pa
     text and vocabulary (`world`: its world_fingerprint, when the caller already has it)."""
     decisive = {k: v for k, v in to_dict(config).items() if k not in ("sizes", "cache", "logging_steps", "threads")}
     world = world or world_fingerprint(config)
-    key = json.dumps({"version": CACHE_VERSION, "shape": SIZES[size], "world": world, **decisive}, sort_keys=True)
+    key = json.dumps({"version": CACHE_VERSION, "shape": SHAPES[size], "world": world, **decisive}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:10]
     return cache_root(config) / f"world-{config.seed}-{size}-{digest}"
 
@@ -142,23 +142,22 @@ def build_model(config: PretrainConfig, size: str, tokenizer):
 
     ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                pad_token_id=tokenizer.pad_token_id)
-    shape = SIZES[size]
+    shape = SHAPES[size]
     mc = model_config(config.arch, len(tokenizer), max_len=config.block_size, **shape, **ids)
     torch.manual_seed(config.seed)
     return AutoModelForCausalLM.from_config(mc, attn_implementation="sdpa")
 
 
-@torch.no_grad()
-def block_loss(model, blocks: torch.Tensor, batch_size: int = 32) -> float:
-    """Mean next-token loss (nats) over every token of the blocks."""
+def block_loss(model, blocks: torch.Tensor, pad_id: int, batch_size: int = 32) -> float:
+    """Mean next-token loss (nats) over every token of the blocks: the log of eval's perplexity,
+    the one perplexity that eval, the demo and pretraining share."""
+    from rlhf.eval.run import perplexity
+
     was_training = model.training
     model.eval()
-    total = 0.0
-    for i in range(0, len(blocks), batch_size):
-        ids = blocks[i : i + batch_size]  # (b, L)
-        total += float(model(input_ids=ids, labels=ids).loss) * len(ids)
+    loss = math.log(perplexity(model, blocks.tolist(), pad_id, batch_size))
     model.train(was_training)
-    return total / len(blocks)
+    return loss
 
 
 def train_size(config: PretrainConfig, size: str, tokenizer, blocks: torch.Tensor, heldout: torch.Tensor,
@@ -197,7 +196,7 @@ def train_size(config: PretrainConfig, size: str, tokenizer, blocks: torch.Tenso
             window, window_start = [], time.time()
     bar.close()
     train_s = time.time() - start  # before the held-out loss: the throughput is training's alone
-    heldout_loss = block_loss(model, heldout)
+    heldout_loss = block_loss(model, heldout, tokenizer.pad_token_id)
     tokens = config.steps * config.batch_size * config.block_size
     summary = {
         "size": size, "params": params, "seed": config.seed, "steps": config.steps,

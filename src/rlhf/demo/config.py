@@ -1,0 +1,118 @@
+"""`rlhf demo`'s config: one typed dataclass, its docstrings are `rlhf demo --help`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rlhf.config import require
+from rlhf.demo.pretrain import SHAPES, PretrainConfig
+
+@dataclass
+class PPOLearningRates:
+    """PPO peak learning rate of policy and value model at each size (override one: ppo_lr.large=2e-4)."""
+
+    small: float = 3e-4
+    """PPO peak learning rate (policy and value model) at the small size."""
+    medium: float = 2e-4
+    """PPO peak learning rate at the medium size."""
+    large: float = 1e-4
+    """PPO peak learning rate at the large size. With 3e-4, the first updates moved the policy by an approximate
+    KL of 0.1-0.24 a token and PPO-large lost to SFT-large (0.479); with 1e-4, 0.07 and level (0.50-0.51)."""
+
+
+@dataclass
+class DemoConfig:
+    """Pretrain, SFT, RM, PPO and PPO-ptx on the embedded world at three sizes, then evaluate every
+    model with held-out labelers against the largest SFT model (the paper's Figure 1)."""
+
+    seed: int = 0
+    """World seed (facts, users, labelers) and the seed of every stage."""
+    quick: bool = False
+    """One small size, a third of the data, fewer PPO episodes and eval prompts: the same report in ~1-2 minutes
+    (a smoke test of the pipeline, not the result)."""
+    sizes: list[str] = field(default_factory=lambda: ["small", "medium", "large"])
+    """Model sizes to run, smallest first (quick: small only)."""
+    threads: int = 1
+    """torch intra-op threads; 0 keeps torch's default. One thread: tiny models gain little from a second, and
+    on a busy machine two spinning OpenMP threads were measured 14x slower per step than one."""
+    cache: str = ""
+    """Folder of cached base models (see `rlhf pretrain`); empty: $RLHF_CACHE or ~/.cache/rlhf."""
+    pretrain_steps: int = 600
+    """Pretraining steps per size; the models are cached, so only the first run pays (quick shares the small one)."""
+    data_scale: float = 0.05
+    """Dataset size as a fraction of the paper's Table 6 (0.05 = 637 SFT, 1,660 RM, 1,557 PPO prompts; the world
+    runs out of distinct customer prompts a little above 0.06). Quick: 0.025."""
+    eval_prompts: int = 200
+    """Held-out customer prompts for the win rates and flags (quick: 100)."""
+    sft_epochs: float = 6.0
+    """SFT passes over the demonstrations (the paper: 16)."""
+    sft_lr: float = 1e-3
+    """SFT peak learning rate."""
+    rm_size: str = "large"
+    """Size of the SFT model the single reward model starts from (the paper: 6B for every policy size)."""
+    rm_policy_samples: int = 3
+    """Responses per comparison sampled from the SFT models (one size per prompt in turn)."""
+    rm_world_samples: int = 3
+    """Responses per comparison of mixed quality written by the world (like samples of other models)."""
+    rm_rankings_per_prompt: int = 2
+    """Independent sets of K responses ranked per RM training prompt: the world has too few distinct prompts for the
+    paper's 33k, and the labelers' noise needs data (one set: 64.7% validation accuracy; the gold standard: ~75%)."""
+    rm_epochs: float = 2.0
+    """Reward-model passes over the comparisons (the paper: 1)."""
+    rm_lr: float = 5e-4
+    """Reward-model peak learning rate."""
+    ppo_episodes: int = 1024
+    """PPO episodes per run (quick: 256)."""
+    ppo_lr: PPOLearningRates = field(default_factory=PPOLearningRates)
+    """PPO peak learning rates by size: smaller steps for larger models."""
+    value_warmup_iterations: int = 0
+    """PPO iterations (of 64 episodes) that train only the value model before the policy moves."""
+    kl_coef: float = 0.1
+    """beta, the per-token KL penalty toward the SFT model (the paper: 0.02, with a far better reward model)."""
+    no_eos_penalty: float = 1.0
+    """Subtracted from the reward of a response that hits max_new_tokens without EOS (implementation-details
+    checklist): without it PPO learned to ramble stories to the length cap, which the reward model liked."""
+    ptx_coef: float = 0.25
+    """gamma of PPO-ptx, weight of the pretraining loss (per token; the paper's 27.8 is on its own scale)."""
+    max_new_tokens: int = 32
+    """Response length cap for sampling, PPO and evaluation (demonstrations average ~9 tokens)."""
+    temperature: float = 1.0
+    """Sampling temperature for comparisons, PPO and evaluation."""
+
+    def validate(self) -> None:
+        unknown = [s for s in self.sizes if s not in SHAPES]
+        require(bool(self.sizes) and not unknown, f"sizes must be some of {list(SHAPES)}, got {self.sizes}")
+        require(self.rm_size in SHAPES, f"rm_size must be one of {list(SHAPES)}")
+        require(self.threads >= 0, "threads must be >= 0")
+        require(0 < self.data_scale <= 1, "data_scale must be in (0, 1]")
+        require(self.eval_prompts >= 20, "eval_prompts must be >= 20: intervals need prompts")
+        require(self.rm_policy_samples + self.rm_world_samples >= 2, "comparisons need K >= 2 responses")
+        require(self.ppo_episodes >= 64, "ppo_episodes must be >= 64 (one PPO batch)")
+        require(self.rm_rankings_per_prompt >= 1 and self.no_eos_penalty >= 0,
+                "rm_rankings_per_prompt must be >= 1 and no_eos_penalty >= 0")
+        require(self.temperature > 0 and self.max_new_tokens >= 4, "temperature > 0 and max_new_tokens >= 4")
+
+    @property
+    def run_sizes(self) -> list[str]:
+        order = list(SHAPES)
+        return ["small"] if self.quick else sorted(self.sizes, key=order.index)
+
+    @property
+    def reward_size(self) -> str:
+        return self.rm_size if self.rm_size in self.run_sizes else self.run_sizes[-1]
+
+    @property
+    def scale(self) -> float:
+        return min(self.data_scale, 0.025) if self.quick else self.data_scale
+
+    @property
+    def num_eval_prompts(self) -> int:
+        return min(self.eval_prompts, 100) if self.quick else self.eval_prompts
+
+    @property
+    def num_ppo_episodes(self) -> int:
+        return min(self.ppo_episodes, 256) if self.quick else self.ppo_episodes
+
+    def pretrain_config(self) -> PretrainConfig:
+        return PretrainConfig(seed=self.seed, sizes=self.run_sizes, cache=self.cache, steps=self.pretrain_steps,
+                              threads=self.threads)
