@@ -110,6 +110,9 @@ class Run:
 def progress(total: int, desc: str, disable: bool = False, initial: int = 0):
     from tqdm.auto import tqdm
 
+    # TQDM_DISABLE=1 (tqdm's own switch) silences every bar, as the demo's worker processes do: an explicit
+    # disable=False would otherwise override it.
+    disable = disable or os.environ.get("TQDM_DISABLE", "") not in ("", "0")
     return tqdm(total=total, desc=desc, disable=disable, initial=initial, dynamic_ncols=True, smoothing=0.1)
 
 

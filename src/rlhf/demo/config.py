@@ -32,6 +32,9 @@ class DemoConfig:
     (a smoke test of the pipeline, not the result)."""
     sizes: list[str] = field(default_factory=lambda: ["small", "medium", "large"])
     """Model sizes to run, smallest first (quick: small only)."""
+    workers: int = 0
+    """Worker processes for the stages that do not depend on each other (the SFT sizes, the six PPO runs, sampling
+    every model); 0 is one per core. Results are identical for any number (each stage seeds itself)."""
     threads: int = 1
     """torch intra-op threads; 0 keeps torch's default. One thread: tiny models gain little from a second, and
     on a busy machine two spinning OpenMP threads were measured 14x slower per step than one."""
@@ -83,7 +86,7 @@ class DemoConfig:
         unknown = [s for s in self.sizes if s not in SHAPES]
         require(bool(self.sizes) and not unknown, f"sizes must be some of {list(SHAPES)}, got {self.sizes}")
         require(self.rm_size in SHAPES, f"rm_size must be one of {list(SHAPES)}")
-        require(self.threads >= 0, "threads must be >= 0")
+        require(self.threads >= 0 and self.workers >= 0, "threads and workers must be >= 0")
         require(0 < self.data_scale <= 1, "data_scale must be in (0, 1]")
         require(self.eval_prompts >= 20, "eval_prompts must be >= 20: intervals need prompts")
         require(self.rm_policy_samples + self.rm_world_samples >= 2, "comparisons need K >= 2 responses")
@@ -96,6 +99,12 @@ class DemoConfig:
     def run_sizes(self) -> list[str]:
         order = list(SHAPES)
         return ["small"] if self.quick else sorted(self.sizes, key=order.index)
+
+    @property
+    def num_workers(self) -> int:
+        from rlhf.demo.workers import default_workers
+
+        return self.workers or default_workers()
 
     @property
     def reward_size(self) -> str:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from rlhf.core.run import progress
 from rlhf.demo.keys import FIGURE4_FLAGS, HEADLINE_BASELINES, RL_MODELS, TAX_MODELS, interval_keys, metric_key
+from rlhf.demo.workers import Job
 from rlhf.eval.winrate import bootstrap_interval
 from rlhf.world.evaluate import (
     cut_at_stop, flag_rates, gold_scores, pair_accuracy, preferences, toxicity, truthfulness,
@@ -110,32 +110,32 @@ def kl_at_peak(kls: list[float], golds: list[float]) -> tuple[float, float]:
 
 
 # -- the report's sections -----------------------------------------------------------------
-def sample_all(world, records: list[dict], paths: dict, config) -> dict[tuple[str, str], list[str]]:
-    """(model, size) -> one response per record. The prompted baseline answers behind the few-shot
-    prefix and stops at the next question."""
-    texts = {}
-    bar = progress(len(paths), "sample")
-    for (name, size), path in paths.items():
-        model, tok = load_lm(path)
-        prompts = [world.prompted(r["prompt"]) if name == "gpt_prompted" else r["prompt"] for r in records]
-        out = sample_texts(model, tok, prompts, config.max_new_tokens, config.temperature, seed=config.seed + 7)
-        texts[(name, size)] = [cut_at_stop(t) for t in out] if name == "gpt_prompted" else out
-        bar.update(1)
-    bar.close()
-    return texts
+def model_texts(key: tuple[str, str], path: str, prompts: list[str], config) -> tuple:
+    """A worker's job: one model's response to every evaluation prompt. The prompted baseline answers
+    behind the few-shot prefix and stops at the next question."""
+    model, tok = load_lm(path)
+    out = sample_texts(model, tok, prompts, config.max_new_tokens, config.temperature, seed=config.seed + 7)
+    return "texts", key, [cut_at_stop(t) for t in out] if key[0] == "gpt_prompted" else out
 
 
-def alignment_tax(paths: dict, data: Path, metrics: dict) -> None:
-    """Section 4: perplexity on held-out web text and accuracy on the world's public NLP tasks."""
+def model_tax(key: tuple[str, str], path: str, data: Path) -> tuple:
+    """A worker's job, section 4: perplexity on held-out web text and accuracy on the world's public NLP tasks."""
     heldout = [json.loads(line)["text"] for line in (data / "pretrain_heldout.jsonl").read_text().splitlines()][:500]
     nlp = [json.loads(line) for line in (data / "nlp_tasks.jsonl").read_text().splitlines()]
+    model, tok = load_lm(path)
+    return "tax", key, {"ppl": text_perplexity(model, tok, heldout, model.config.max_position_embeddings),
+                        "nlp": nlp_task_accuracy(model, tok, nlp)}
+
+
+def evaluation_jobs(world, records: list[dict], paths: dict, data: Path, config) -> list[Job]:
+    """Sampling (and, for the models whose tax is measured, the tax) of each model, one job each."""
+    jobs = []
     for (name, size), path in paths.items():
-        if name not in TAX_MODELS:
-            continue
-        model, tok = load_lm(path)
-        metrics[metric_key("tax", "ppl", name, size)] = text_perplexity(model, tok, heldout,
-                                                                         model.config.max_position_embeddings)
-        metrics[metric_key("tax", "nlp", name, size)] = nlp_task_accuracy(model, tok, nlp)
+        prompts = [world.prompted(r["prompt"]) if name == "gpt_prompted" else r["prompt"] for r in records]
+        jobs.append(Job(f"sample {name} {size}", model_texts, ((name, size), path, prompts, config)))
+        if name in TAX_MODELS:
+            jobs.append(Job(f"tax {name} {size}", model_tax, ((name, size), path, data)))
+    return jobs
 
 
 def overoptimisation_curve(world, run_dir: Path, records_by_id: dict[str, dict]) -> list[dict]:
@@ -159,13 +159,15 @@ def overoptimisation_curve(world, run_dir: Path, records_by_id: dict[str, dict])
     return curve
 
 
-def evaluate_models(world, sets: dict, paths: dict, data: Path, runs: Path, config, metrics: dict) -> dict:
-    """Fill `metrics` (sections 1, 2, 4, 5, 6) and return what the report shows besides numbers."""
+def evaluate_models(world, sets: dict, paths: dict, results: list[tuple], runs: Path, config, metrics: dict) -> dict:
+    """Fill `metrics` (sections 1, 2, 4, 5, 6) from the evaluation jobs' `results` and return what the report
+    shows besides numbers."""
     sizes = config.run_sizes
     small, largest = sizes[0], sizes[-1]
     ev, truth, harmful = sets["eval"], sets["truth"], sets["harmful"]
     records = ev + truth + harmful
-    texts = sample_all(world, records, paths, config)
+    texts = {key: value for kind, key, value in results if kind == "texts"}
+    texts = {key: texts[key] for key in paths}  # the models' order, whatever order the workers finished in
     n1, n2 = len(ev), len(ev) + len(truth)
     parts = {key: (t[:n1], t[n1:n2], t[n2:]) for key, t in texts.items()}
     baseline = parts[("sft", largest)][0]
@@ -193,7 +195,10 @@ def evaluate_models(world, sets: dict, paths: dict, data: Path, runs: Path, conf
         metrics.update(zip(keys, mean_interval(prefs, config.seed)))
 
     # 4. alignment tax
-    alignment_tax(paths, data, metrics)
+    for kind, (name, size), value in results:
+        if kind == "tax":
+            metrics[metric_key("tax", "ppl", name, size)] = value["ppl"]
+            metrics[metric_key("tax", "nlp", name, size)] = value["nlp"]
 
     # 5. over-optimisation: gold vs reward-model score against KL over each PPO run
     by_id = {r["id"]: r for r in sets["ppo_train"]}

@@ -30,6 +30,7 @@ from rlhf.core.run import Run
 from rlhf.demo.config import DemoConfig
 from rlhf.demo.keys import RL_MODELS, metric_key
 from rlhf.demo.pretrain import pretrained_models
+from rlhf.demo.workers import Job, Workers
 
 log = logging.getLogger("rlhf.demo")
 
@@ -138,41 +139,56 @@ def prepare_data(world, data: Path, config: DemoConfig) -> dict[str, list[dict]]
     return sets
 
 
-def candidate_responses(world, records: list[dict], sft_paths: dict[str, str], config: DemoConfig,
-                        nonce: int) -> list[list[str]]:
-    """K responses per prompt: rm_policy_samples from the SFT models (each prompt's size in turn,
-    as the paper sampled from several models) and rm_world_samples of mixed quality."""
+def policy_samples(path: str, prompts: list[str], seeds: list[int], config: DemoConfig) -> list[list[str]]:
+    """A worker's share of the comparisons: one SFT model samples its prompts of one set once per seed."""
     from rlhf.demo.measure import load_lm, sample_texts
 
-    sizes = list(sft_paths)
-    out: list[list[str]] = [[] for _ in records]
+    model, tok = load_lm(path)
+    return [sample_texts(model, tok, prompts, config.max_new_tokens, config.temperature, seed=seed) for seed in seeds]
+
+
+def comparison_sets(config: DemoConfig) -> list[tuple[str, int]]:
+    """(prompt set, nonce) of every ranked set of K responses: rm_rankings_per_prompt sets on the RM training
+    prompts, one on the validation prompts and one on the held-out-labeler prompts."""
+    train = [("rm_train", 1 if r == 0 else 10 + r) for r in range(config.rm_rankings_per_prompt)]
+    return train + [("rm_valid", 2), ("rm_heldout", 3)]
+
+
+def owned(records: list, sizes: list[str], s: int) -> list[int]:
+    """Indices of the prompts that size number `s` samples: each prompt's size in turn, as the paper sampled
+    the responses it ranked from several models."""
+    return [i for i in range(len(records)) if i % len(sizes) == s]
+
+
+def sample_jobs(sets: dict, sft_paths: dict[str, str], config: DemoConfig) -> list[Job]:
+    """One job per (SFT size, ranked set): rm_policy_samples samples of each of its prompts."""
+    sizes, jobs = list(sft_paths), []
     for s, size in enumerate(sizes):
-        mine = [i for i in range(len(records)) if i % len(sizes) == s]
-        if not mine:
-            continue
-        model, tok = load_lm(sft_paths[size])
-        for k in range(config.rm_policy_samples):
-            texts = sample_texts(model, tok, [records[i]["prompt"] for i in mine], config.max_new_tokens,
-                                 config.temperature, seed=config.seed * 1000 + nonce * 100 + k)
-            for i, t in zip(mine, texts):
-                out[i].append(t)
-    for i, r in enumerate(records):
-        out[i] += world.sample_responses(r, config.rm_world_samples, nonce=nonce)
-    return out
+        for name, nonce in comparison_sets(config):
+            prompts = [sets[name][i]["prompt"] for i in owned(sets[name], sizes, s)]
+            seeds = [config.seed * 1000 + nonce * 100 + k for k in range(config.rm_policy_samples)]
+            jobs.append(Job(f"samples {size} {name}-{nonce}", policy_samples, (sft_paths[size], prompts, seeds, config)))
+    return jobs
 
 
-def build_comparisons(world, sets: dict, sft_paths: dict[str, str], data: Path, config: DemoConfig) -> dict:
-    """comparisons_{train,valid}.jsonl ranked by training labelers; the held-out set ranked twice."""
-    out = {"rm_train": []}
-    for r in range(config.rm_rankings_per_prompt):
-        nonce = 1 if r == 0 else 10 + r  # the first set is the one a single-ranking run would draw
-        responses = candidate_responses(world, sets["rm_train"], sft_paths, config, nonce)
-        out["rm_train"] += world.comparisons(sets["rm_train"], responses)
-    for name, nonce in (("rm_valid", 2), ("rm_heldout", 3)):
-        responses = candidate_responses(world, sets[name], sft_paths, config, nonce)
-        out[name] = world.comparisons(sets[name], responses)
+def build_comparisons(world, sets: dict, sizes: list[str], samples: list, data: Path, config: DemoConfig) -> dict:
+    """Rank K responses per prompt (the SFT samples, then rm_world_samples of mixed quality) with the training
+    labelers: comparisons_{train,valid}.jsonl, and the held-out set ranked twice, by training and by held-out
+    labelers. `samples` are sample_jobs' results, in its order."""
+    out: dict[str, list] = {}
+    sets_ = comparison_sets(config)
+    for j, (name, nonce) in enumerate(sets_):
+        records = sets[name]
+        responses: list[list[str]] = [[] for _ in records]
+        for s in range(len(sizes)):
+            for texts in samples[s * len(sets_) + j]:
+                for i, text in zip(owned(records, sizes, s), texts):
+                    responses[i].append(text)
+        for i, r in enumerate(records):
+            responses[i] += world.sample_responses(r, config.rm_world_samples, nonce=nonce)
+        out[name] = out.get(name, []) + world.comparisons(records, responses)
         if name == "rm_heldout":
-            out["rm_heldout_by_heldout"] = world.comparisons(sets[name], responses, heldout=True)
+            out["rm_heldout_by_heldout"] = world.comparisons(records, responses, heldout=True)
     atomic_write_jsonl(data / "comparisons_train.jsonl", out["rm_train"])
     atomic_write_jsonl(data / "comparisons_valid.jsonl", out["rm_valid"])
     atomic_write_jsonl(data / "comparisons_heldout_train_labelers.jsonl", out["rm_heldout"])
@@ -180,9 +196,19 @@ def build_comparisons(world, sets: dict, sft_paths: dict[str, str], data: Path, 
     return out
 
 
+def rm_accuracies(rm_path: str, comparisons: dict) -> dict[str, float]:
+    """Reward-model pairwise accuracy on the fresh comparisons ranked by training and by held-out labelers."""
+    from rlhf.core.reward import load_reward_model
+    from rlhf.demo.measure import rm_accuracy
+
+    rm = load_reward_model(rm_path)
+    return {"rm/accuracy_train_labelers": rm_accuracy(rm, comparisons["rm_heldout"], 256),
+            "rm/accuracy_heldout_labelers": rm_accuracy(rm, comparisons["rm_heldout_by_heldout"], 256)}
+
+
 # -- main ------------------------------------------------------------------------------------
 def main(config: DemoConfig, out: str, resume: bool = False) -> dict:
-    from rlhf.demo.measure import evaluate_models, rm_accuracy
+    from rlhf.demo.measure import evaluate_models, evaluation_jobs
     from rlhf.demo.report import write_report
     from rlhf.world import World
     from rlhf.world.evaluate import gold_accuracy
@@ -194,49 +220,68 @@ def main(config: DemoConfig, out: str, resume: bool = False) -> dict:
     out_dir, timings = Path(out), {}
     data, runs = out_dir / "data", out_dir / "runs"
     world = World(config.seed)
-    sizes = config.run_sizes
+    sizes, largest_first = config.run_sizes, config.run_sizes[::-1]
 
     def lap(name: str, t0: float) -> None:
         timings[metric_key("time", name, "s")] = round(time.time() - t0, 1)
         log.info("demo: %s done in %.0f s (%.0f s so far)", name, time.time() - t0, time.time() - start)
 
-    t = time.time()
-    sets = prepare_data(world, data, config)
-    lap("data", t)
-    t = time.time()
-    bases = pretrained_models(config.pretrain_config())
-    lap("pretrain", t)
-    t = time.time()
-    sft_metrics = {s: run_sft(config, s, bases[s]["path"], data, runs, resume) for s in sizes}
-    sft_paths = {s: str(runs / f"sft-{s}" / "final") for s in sizes}
-    lap("sft", t)
-    t = time.time()
-    comparisons = build_comparisons(world, sets, sft_paths, data, config)
-    rm_metrics = run_rm(config, sft_paths[config.reward_size], data, runs, resume)
-    lap("rm", t)
-    t = time.time()
-    ppo_metrics = {(name, s): run_ppo(config, s, name == "ppo_ptx", data, runs, resume)
-                   for s in sizes for name in RL_MODELS}
-    lap("ppo", t)
+    with Workers(config.num_workers, config.threads) as workers:
+        t = time.time()
+        sets = prepare_data(world, data, config)
+        lap("data", t)
+        t = time.time()
+        bases = pretrained_models(config.pretrain_config())
+        lap("pretrain", t)
 
-    t = time.time()
-    from rlhf.core.reward import load_reward_model
+        t = time.time()
+        sft_jobs = [Job(f"sft {s}", run_sft, (config, s, bases[s]["path"], data, runs, resume)) for s in largest_first]
+        sft_metrics = dict(zip(largest_first, workers.run(sft_jobs, "sft")))
+        sft_paths = {s: str(runs / f"sft-{s}" / "final") for s in sizes}
+        lap("sft", t)
 
-    rm = load_reward_model(runs / "rm" / "final")
+        t = time.time()
+        samples = workers.run(sample_jobs(sets, sft_paths, config), "comparisons")
+        comparisons = build_comparisons(world, sets, sizes, samples, data, config)
+        lap("comparisons", t)
+
+        # The reward model trains on one core; the base and SFT models, which do not depend on it, are
+        # sampled and measured on the others meanwhile.
+        t = time.time()
+        paths = {("gpt", s): bases[s]["path"] for s in sizes}
+        paths.update({("gpt_prompted", s): bases[s]["path"] for s in sizes})
+        paths.update({("sft", s): sft_paths[s] for s in sizes})
+        records = sets["eval"] + sets["truth"] + sets["harmful"]
+        early = evaluation_jobs(world, records, paths, data, config)
+        rm_job = Job("rm", run_rm, (config, sft_paths[config.reward_size], data, runs, resume))
+        rm_metrics, *early_results = workers.run([rm_job] + early, "rm")
+        lap("rm", t)
+
+        t = time.time()
+        rl_paths = {(name, s): str(runs / f"{name}-{s}" / "final") for s in sizes for name in RL_MODELS}
+        ppo_jobs = [Job(f"{name} {s}", run_ppo, (config, s, name == "ppo_ptx", data, runs, resume))
+                    for s in largest_first for name in RL_MODELS]
+        rm_path = str(runs / "rm" / "final")
+        *ppo_results, accuracies = workers.run(ppo_jobs + [Job("rm accuracy", rm_accuracies, (rm_path, comparisons))],
+                                               "ppo")
+        ppo_metrics = {(name, s): m for (s, name), m in zip([(s, n) for s in largest_first for n in RL_MODELS],
+                                                           ppo_results)}
+        lap("ppo", t)
+
+        t = time.time()
+        late_results = workers.run(evaluation_jobs(world, records, rl_paths, data, config), "eval")
+        paths.update(rl_paths)
+        stage_seconds = dict(workers.seconds)
+
     heldout_by_id = {r["id"]: r for r in sets["rm_heldout"]}
     metrics: dict = {
-        "rm/accuracy_train_labelers": rm_accuracy(rm, comparisons["rm_heldout"], 256),
-        "rm/accuracy_heldout_labelers": rm_accuracy(rm, comparisons["rm_heldout_by_heldout"], 256),
+        **accuracies,
         "rm/accuracy_valid": rm_metrics.get("rm/eval_accuracy", float("nan")),
         "rm/gold_accuracy_train_labelers": gold_accuracy(world, heldout_by_id, comparisons["rm_heldout"]),
         "rm/gold_accuracy_heldout_labelers": gold_accuracy(world, heldout_by_id, comparisons["rm_heldout_by_heldout"]),
         "labelers/agreement": world.agreement(),
     }
-    paths = {("gpt", s): bases[s]["path"] for s in sizes}
-    paths.update({("gpt_prompted", s): bases[s]["path"] for s in sizes})
-    paths.update({("sft", s): sft_paths[s] for s in sizes})
-    paths.update({(name, s): str(runs / f"{name}-{s}" / "final") for s in sizes for name in RL_MODELS})
-    details = evaluate_models(world, sets, paths, data, runs, config, metrics)
+    details = evaluate_models(world, sets, paths, early_results + late_results, runs, config, metrics)
     lap("eval", t)
 
     for s in sizes:
@@ -250,8 +295,22 @@ def main(config: DemoConfig, out: str, resume: bool = False) -> dict:
     # Episodes per PPO prompt: the paper ran ~8 passes (256k episodes over 31k prompts); report.py says why it matters.
     metrics["ppo/prompt_passes"] = config.num_ppo_episodes / len(sets["ppo_train"])
     metrics.update(timings)
+    metrics.update({metric_key("stage_s", *name.split()): s for name, s in stage_seconds.items()})
+    metrics.update(peak_memory_mb())
     metrics["time/total_s"] = round(time.time() - start, 1)
     write_report(out_dir, config, metrics, details, bases)
     log.info("demo: report in %s (%.0f s)", out_dir / "report.md", metrics["time/total_s"])
     summary = run.finish(metrics)
     return {k: v for k, v in summary.items() if k.startswith(("winrate/", "head2head/", "rm/", "time/total"))}
+
+
+def peak_memory_mb() -> dict[str, float]:
+    """Peak resident memory of this process and of the largest worker process (Linux and macOS)."""
+    try:
+        import resource
+        import sys
+    except ImportError:  # Windows
+        return {}
+    scale = 1 / 1024 if sys.platform != "darwin" else 1 / 2**20  # ru_maxrss: KiB on Linux, bytes on macOS
+    return {"memory/main_peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale, 1),
+            "memory/worker_peak_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale, 1)}
