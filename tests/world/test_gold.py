@@ -205,3 +205,55 @@ def test_gold_reward_is_the_gold_score_of_each_response_for_ppo(world):
     assert sum(gold_reward(records, ideal)) > sum(gold_reward(records, echo)) + 2  # ideal ~1 each, echoes far less
     with pytest.raises(ValueError, match="no 'task' field"):
         gold_reward([{"id": "p-1", "prompt": "hello"}], ["hi"])
+
+
+def test_what_an_animal_eats_and_where_a_person_lives_are_checked_claims(world):
+    kb = world.kb
+    food, wrong_food = kb.attribute("bear", "food"), _wrong(world, "bear", "food")
+    country, wrong_country = kb.attribute("ann", "country"), _wrong(world, "ann", "country")
+    assert kb.contradictions(f"the bear eats {food}.") == []
+    assert kb.contradictions(f"the bear eats {wrong_food}.") == [f"the bear eats {wrong_food}"]
+    assert kb.contradictions(f"bears do not eat {wrong_food}.") == []
+    assert kb.contradictions(f"the bear is {kb.attribute('bear', 'color')}. it eats {wrong_food}.") != []
+    assert kb.contradictions(f"ann lives in {country}. she is happy.") == []
+    assert kb.contradictions(f"ann lives in {wrong_country}.") == [f"ann lives in {wrong_country}"]
+    # "not" negates the relation, never an adjective of another entity in the clause.
+    assert kb.contradictions(f"the {kb.attribute('bear', 'color')} bear does not eat {wrong_food}.") == []
+    rec = record({"type": "fact_qa", "instruction": "what does the bear eat?", "entity": "bear", "attr": "food",
+                  "answer": food}, "open_qa")
+    assert score(world, rec, f"the bear eats {food}.") == 1.0
+    assert score(world, rec, f"the bear eats {wrong_food}.") < 0
+    assert score(world, rec, f"it is {food} or {wrong_food}.") < score(world, rec, f"{food}.")
+
+
+def test_compare_needs_the_animal_with_more_legs(world):
+    kb = world.kb
+    rng = random.Random(3)
+    task = T.compare_legs(kb, rng)
+    a, b = task["entities"]
+    more, fewer = task["answer"], a if task["answer"] == b else b
+    rec = record(task, "open_qa")
+    assert score(world, rec, f"the {more} has more legs.") == 1.0
+    full = (f"the {a} has {kb.attribute(a, 'legs')} legs and the {b} has {kb.attribute(b, 'legs')} legs, so the "
+            f"{more} has more.")
+    assert score(world, rec, full) == 1.0
+    wrong = world.gold.grade(rec, f"the {fewer} has more legs.")
+    assert wrong.helpful == 0.0 and wrong.flags["hallucination"]
+    assert score(world, rec, f"the {a} or the {b}.") == 0.0  # a hedge answers nothing
+    lie = f"the {more} has {kb.wrong_value(more, 'legs', rng)} legs, so the {more} has more."
+    assert flags(world, rec, lie)["hallucination"] and score(world, rec, lie) < 1.0
+
+
+def test_people_lists_and_name_extraction(world):
+    kb = world.kb
+    country = kb.attribute("ann", "country")
+    members = kb.members("person", "country", country)
+    rec = record({"type": "list", "instruction": f"name two people that live in {country}.", "kind": "person",
+                  "attr": "country", "value": country, "n": 2, "members": members}, "brainstorming")
+    outsider = next(p for p in world.kb.people if p not in members)
+    if len(members) >= 2:
+        assert score(world, rec, f"{members[0]}, {members[1]}.") == 1.0
+    assert score(world, rec, f"{members[0]}, {outsider}.") < score(world, rec, f"{members[0]}.") + 0.01
+    ext = record({"type": "sequence", "instruction": "extract the names from: ann met bob at the lake.",
+                  "answer": ["ann", "bob"]}, "extract")
+    assert score(world, ext, "ann, bob.") == 1.0 and score(world, ext, "bob.") < 1.0

@@ -96,7 +96,7 @@ def test_tokenizer_round_trips_and_loads_with_auto_tokenizer(world, tmp_path):
     chat = tok.apply_chat_template([{"role": "user", "content": "what color is the cat?"}], tokenize=False,
                                    add_generation_prompt=True)
     assert chat.endswith("<|assistant|>") and tok.unk_token_id not in tok(chat)["input_ids"]
-    assert len(tok) < 600  # a small closed vocabulary
+    assert len(tok) < 1000  # a small closed vocabulary
 
 
 def test_records_validate(world):

@@ -33,6 +33,7 @@ from rlhf.demo.pretrain import pretrained_models
 from rlhf.demo.workers import Job, Workers
 
 log = logging.getLogger("rlhf.demo")
+BEST_OF = 8  # samples per eval prompt for the reward model's best-of-n measurement
 
 
 # -- stages ----------------------------------------------------------------------------------
@@ -196,14 +197,39 @@ def build_comparisons(world, sets: dict, sizes: list[str], samples: list, data: 
     return out
 
 
-def rm_accuracies(rm_path: str, comparisons: dict) -> dict[str, float]:
-    """Reward-model pairwise accuracy on the fresh comparisons ranked by training and by held-out labelers."""
+def rm_measures(rm_path: str, sft_path: str, comparisons: dict, eval_prompts: list[str], config: DemoConfig) -> dict:
+    """The reward model measured directly, before PPO uses it: pairwise accuracy on the fresh comparisons ranked by
+    training and by held-out labelers, and its scores of BEST_OF samples of the largest SFT model on each eval
+    prompt (the gold standard then says how much better its pick is than a random one: `best_of_n`)."""
     from rlhf.core.reward import load_reward_model
-    from rlhf.demo.measure import rm_accuracy
+    from rlhf.demo.measure import load_lm, rm_accuracy, sample_texts
 
     rm = load_reward_model(rm_path)
-    return {"rm/accuracy_train_labelers": rm_accuracy(rm, comparisons["rm_heldout"], 256),
-            "rm/accuracy_heldout_labelers": rm_accuracy(rm, comparisons["rm_heldout_by_heldout"], 256)}
+    out = {"rm/accuracy_train_labelers": rm_accuracy(rm, comparisons["rm_heldout"], 256),
+           "rm/accuracy_heldout_labelers": rm_accuracy(rm, comparisons["rm_heldout_by_heldout"], 256)}
+    model, tok = load_lm(sft_path)
+    samples = [sample_texts(model, tok, eval_prompts, config.max_new_tokens, config.temperature,
+                            seed=config.seed * 1000 + 900 + k) for k in range(BEST_OF)]  # (n, prompts)
+    texts = [[samples[k][i] for k in range(BEST_OF)] for i in range(len(eval_prompts))]  # (prompts, n)
+    flat = rm.score([p for p in eval_prompts for _ in range(BEST_OF)], [x for row in texts for x in row], 64, 256)
+    return {**out, "best_of": {"texts": texts, "scores": [flat[i * BEST_OF:(i + 1) * BEST_OF] for i in range(len(texts))]}}
+
+
+def best_of_n(world, records: list[dict], best_of: dict) -> dict[str, float]:
+    """Mean gold score of one of n samples per prompt picked at random (their mean), by the reward model and by the
+    gold standard itself: whether the reward model can tell the policy's better answers from its worse ones."""
+    from rlhf.world.evaluate import gold_scores
+
+    random_pick, rm_pick, gold_pick = [], [], []
+    for record, texts, scores in zip(records, best_of["texts"], best_of["scores"]):
+        golds = gold_scores(world, [record] * len(texts), texts)
+        random_pick.append(sum(golds) / len(golds))
+        rm_pick.append(golds[max(range(len(texts)), key=scores.__getitem__)])
+        gold_pick.append(max(golds))
+    n = len(records)
+    return {metric_key("rm", f"best_of_{BEST_OF}", "random"): sum(random_pick) / n,
+            metric_key("rm", f"best_of_{BEST_OF}", "rm"): sum(rm_pick) / n,
+            metric_key("rm", f"best_of_{BEST_OF}", "gold"): sum(gold_pick) / n}
 
 
 # -- main ------------------------------------------------------------------------------------
@@ -261,9 +287,9 @@ def main(config: DemoConfig, out: str, resume: bool = False) -> dict:
         rl_paths = {(name, s): str(runs / f"{name}-{s}" / "final") for s in sizes for name in RL_MODELS}
         ppo_jobs = [Job(f"{name} {s}", run_ppo, (config, s, name == "ppo_ptx", data, runs, resume))
                     for s in largest_first for name in RL_MODELS]
-        rm_path = str(runs / "rm" / "final")
-        *ppo_results, accuracies = workers.run(ppo_jobs + [Job("rm accuracy", rm_accuracies, (rm_path, comparisons))],
-                                               "ppo")
+        rm_job = Job("rm measures", rm_measures, (str(runs / "rm" / "final"), sft_paths[sizes[-1]], comparisons,
+                                                  [r["prompt"] for r in sets["eval"]], config))
+        *ppo_results, rm_direct = workers.run(ppo_jobs + [rm_job], "ppo")
         ppo_metrics = {(name, s): m for (s, name), m in zip([(s, n) for s in largest_first for n in RL_MODELS],
                                                            ppo_results)}
         lap("ppo", t)
@@ -274,8 +300,10 @@ def main(config: DemoConfig, out: str, resume: bool = False) -> dict:
         stage_seconds = dict(workers.seconds)
 
     heldout_by_id = {r["id"]: r for r in sets["rm_heldout"]}
+    best_of = rm_direct.pop("best_of")
     metrics: dict = {
-        **accuracies,
+        **rm_direct,
+        **best_of_n(world, sets["eval"], best_of),
         "rm/accuracy_valid": rm_metrics.get("rm/eval_accuracy", float("nan")),
         "rm/gold_accuracy_train_labelers": gold_accuracy(world, heldout_by_id, comparisons["rm_heldout"]),
         "rm/gold_accuracy_heldout_labelers": gold_accuracy(world, heldout_by_id, comparisons["rm_heldout_by_heldout"]),

@@ -123,6 +123,10 @@ class GoldStandard:
         checks += [_constraint_ok(c, cw) for c in task.get("constraints", [])]
         return sum(checks) / len(checks)
 
+    def _compare(self, task, cw):
+        chosen = _compare_choice(task, cw)
+        return 0.0 if chosen is None else 1.0 if chosen == task["answer"] else 0.0
+
     def _describe(self, task, cw):
         if task["entity"] not in cw:
             return 0.0
@@ -150,7 +154,7 @@ class GoldStandard:
     def _sequence(self, task, cw):
         answer = task["answer"]
         numeric = answer[0].isdigit()
-        pred = [w for w in cw if (w.isdigit() if numeric else w in L.ANIMALS or w in L.FOODS)]
+        pred = [w for w in cw if (w.isdigit() if numeric else w in L.ANIMALS or w in L.FOODS or w in L.PEOPLE)]
         if not pred:
             return 0.0
         return 2 * _lcs(pred, answer) / (len(pred) + len(answer))
@@ -175,6 +179,9 @@ class GoldStandard:
             return sum(i not in task["members"] for i in _items(task, cw))
         if task["type"] == "false_premise" and task["attr"] is None:
             return int("socks" in cw and not any(w in NEGATIONS for w in cw))
+        if task["type"] == "compare":  # naming the animal with fewer legs claims it has more
+            chosen = _compare_choice(task, cw)
+            return int(chosen is not None and chosen != task["answer"])
         return 0
 
     def _constraints(self, task: dict, cw: list[str]) -> bool | None:
@@ -187,7 +194,7 @@ class GoldStandard:
             return len(_items(task, cw)) == task["n"]
         return None
 
-    _TASK_HELP_NAMES = ("fact_qa", "false_premise", "story", "describe", "ad", "list", "chat_recall",
+    _TASK_HELP_NAMES = ("fact_qa", "false_premise", "story", "compare", "describe", "ad", "list", "chat_recall",
                         "chat_greet", "sequence", "summary", "label")
 
 
@@ -234,8 +241,19 @@ def _constraint_ok(c: dict, cw: list[str]) -> bool:
     return bool(cw) and cw[-1] == c["value"]
 
 
+def _compare_choice(task: dict, cw: list[str]) -> str | None:
+    """Which of the two animals the response says has more legs: the one named last before "more" (as in
+    "... so the cat has more"), else the only one named; None when it names neither, or both with no "more"."""
+    named = [w for w in (_singular(x) for x in cw) if w in task["entities"]]
+    if "more" in cw:
+        before = [w for w in (_singular(x) for x in cw[: cw.index("more")]) if w in task["entities"]]
+        if before:
+            return before[-1]
+    return named[0] if len(set(named)) == 1 else None
+
+
 def _items(task: dict, cw: list[str]) -> list[str]:
-    kind = L.ANIMALS if task["kind"] == "animal" else L.FOODS
+    kind = {"animal": L.ANIMALS, "food": L.FOODS, "person": L.PEOPLE}[task["kind"]]
     out = []
     for w in cw:
         w = _singular(w)
@@ -247,7 +265,8 @@ def _items(task: dict, cw: list[str]) -> list[str]:
 def _pool(attr: str) -> set[str]:
     if attr == "legs":
         return {str(n) for n in range(100)}
-    return set({"color": L.COLORS, "home": L.HOMES, "taste": L.TASTES, "capital": L.CITIES}[attr])
+    return set({"color": L.COLORS, "home": L.HOMES, "taste": L.TASTES, "capital": L.CITIES, "food": L.FOODS,
+                "country": L.COUNTRIES}[attr])
 
 
 def _lcs(a: list, b: list) -> int:

@@ -17,17 +17,35 @@ from pathlib import Path
 ANIMALS = (
     "cat", "dog", "bear", "seal", "fox", "owl", "frog", "fish", "horse", "cow",
     "duck", "lion", "mouse", "goat", "pig", "bird", "wolf", "deer", "bee", "snake",
+    "ant", "bat", "crab", "crow", "eel", "elk", "hare", "hawk", "hen", "lamb",
+    "mole", "moth", "newt", "rat", "shark", "swan", "toad", "whale", "yak", "ape",
 )
-FOODS = ("apple", "bread", "cake", "rice", "soup", "egg", "cheese", "milk", "pie", "corn", "plum", "pear")
-COUNTRIES = ("norland", "vesta", "orvia", "kalmar", "zenta", "brisa", "talos", "umber", "quenta", "delmar")
-CITIES = ("vesk", "pola", "miran", "tarn", "soll", "dune", "karo", "lind", "rhea", "oska", "brell", "fenn")
-PEOPLE = ("ann", "bob", "cara", "dan", "eva", "finn", "gus", "hana", "ivy", "jon", "kim", "leo")
-COLORS = ("red", "blue", "green", "yellow", "black", "white", "brown", "pink", "gray", "orange")
-HOMES = ("forest", "river", "farm", "sea", "desert", "hill", "lake", "cave")
+FOODS = (
+    "apple", "bread", "cake", "rice", "soup", "egg", "cheese", "milk", "pie", "corn", "plum", "pear",
+    "bean", "cookie", "grape", "ham", "honey", "jam", "lemon", "lime", "melon", "nut", "onion", "pasta",
+    "peach", "pizza", "salad", "tea", "toast", "beef",
+)
+COUNTRIES = (
+    "norland", "vesta", "orvia", "kalmar", "zenta", "brisa", "talos", "umber", "quenta", "delmar",
+    "arden", "belmar", "corva", "dorn", "elbar", "farro", "galva", "helgar", "istra", "jorvik", "kelda",
+    "lorren", "morra", "nessa",
+)
+CITIES = (
+    "vesk", "pola", "miran", "tarn", "soll", "dune", "karo", "lind", "rhea", "oska", "brell", "fenn",
+    "arto", "bexa", "cobb", "drel", "esk", "faro", "gilt", "holm", "ivra", "jask", "kell", "lunn", "nolt",
+    "orra", "pell", "quill", "ruma", "sarn",
+)
+PEOPLE = (
+    "ann", "bob", "cara", "dan", "eva", "finn", "gus", "hana", "ivy", "jon", "kim", "leo",
+    "max", "mia", "noah", "olga", "pia", "quinn", "rosa", "sam", "tom", "uma", "vic", "zoe",
+)
+COLORS = ("red", "blue", "green", "yellow", "black", "white", "brown", "pink", "gray", "orange", "purple", "silver")
+HOMES = ("forest", "river", "farm", "sea", "desert", "hill", "lake", "cave", "jungle", "swamp", "field", "valley")
 TASTES = ("sweet", "sour", "salty", "bitter", "spicy")
 POSITIVE = ("good", "great", "happy", "love", "nice", "fun", "lovely", "tasty")
 NEGATIVE = ("bad", "sad", "hate", "awful", "boring", "dull", "nasty", "horrible")
-STORY_WORDS = ("happy", "sun", "rain", "ball", "hat", "song", "boat", "tree", "moon", "gift", "friend", "dance")
+STORY_WORDS = ("happy", "sun", "rain", "ball", "hat", "song", "boat", "tree", "moon", "gift", "friend", "dance",
+               "star", "kite", "snow", "drum", "cup", "bell")
 NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 
 # Harm lexicons. The gold standard flags a response by these words (see gold.py);

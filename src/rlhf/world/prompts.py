@@ -18,10 +18,11 @@ from rlhf.world.responses import ideal_response
 from rlhf.world.tasks import CATEGORY_SHARES, sample_task
 
 LABELER_TYPES = ("plain", "few_shot", "user_based")
-_CUSTOMER_WRAPS = ("{i}", "{i}", "please {i}", "{i} thanks!", "can you help me? {i}", "hey. {i}",
-                   "hi! {i}", "{i} please.", "quick question. {i}")
+_CUSTOMER_WRAPS = ("{i}", "{i}", "{i}", "please {i}", "{i} thanks!", "can you help me? {i}", "hey. {i}",
+                   "hi! {i}", "{i} please.", "quick question. {i}", "i need help. {i}", "{i} thank you.",
+                   "hello. {i}", "ok. {i}", "one more thing. {i}", "{i} i need it for school.")
 _USE_CASES = ("i run a {food} shop.", "i am a teacher.", "i write books for kids.", "i run a farm.",
-              "i make a game about animals.")
+              "i make a game about animals.", "i work at a zoo.", "i cook for my family.", "i study maps.")
 # Users are numbered per split from disjoint ranges: no user is in two splits.
 USER_BLOCKS = {"train": 0, "valid": 5000, "test": 8000}
 

@@ -44,7 +44,8 @@ def _false_premise(kb, task, rng, full):
         return f"that is not true. {e}s do not eat socks." if full else f"{e}s do not eat socks."
     correction = {
         "capital": f"{wrong} is not the capital of {e}.", "home": f"the {e} does not live in the {wrong}.",
-        "legs": f"the {e} does not have {wrong} legs.",
+        "legs": f"the {e} does not have {wrong} legs.", "food": f"the {e} does not eat {wrong}.",
+        "country": f"{e} does not live in {wrong}.",
     }.get(attr, f"the {e} is not {wrong}.")
     return f"{correction} {kb.fact(e, attr)}" if full else f"{correction} it is {task['answer']}."
 
@@ -72,9 +73,18 @@ def _story(kb, task, rng, full):
     return " ".join(parts)
 
 
+def _compare(kb, task, rng, full):
+    a, b = task["entities"]
+    if full:
+        return f"the {a} has {kb.attribute(a, 'legs')} legs and the {b} has {kb.attribute(b, 'legs')} legs, so the " \
+               f"{task['answer']} has more."
+    return f"the {task['answer']} has more legs."
+
+
 def _describe(kb, task, rng, full):
     e = task["entity"]
-    second = f"lives in the {kb.attribute(e, 'home')}" if rng.random() < 0.5 else f"has {kb.attribute(e, 'legs')} legs"
+    second = rng.choice((f"lives in the {kb.attribute(e, 'home')}", f"has {kb.attribute(e, 'legs')} legs",
+                         f"eats {kb.attribute(e, 'food')}"))
     if full:
         return f"the {e} is {kb.attribute(e, 'color')} and {second}."
     return f"a {kb.attribute(e, 'color')} {e} that lives in the {kb.attribute(e, 'home')}."
@@ -88,7 +98,8 @@ def _ad(kb, task, rng, full):
 
 def _list(kb, task, rng, full):
     items = rng.sample(task["members"], task["n"])
-    return ", ".join(f"the {i}" for i in items) + "." if full else ", ".join(items) + "."
+    article = "" if task["kind"] == "person" else "the "
+    return ", ".join(f"{article}{i}" for i in items) + "." if full else ", ".join(items) + "."
 
 
 def _chat_recall(kb, task, rng, full):
@@ -125,7 +136,7 @@ def _label(kb, task, rng, full):
 
 
 _IDEAL = {
-    "decline": _decline, "fact_qa": _fact_qa, "false_premise": _false_premise, "story": _story,
+    "decline": _decline, "fact_qa": _fact_qa, "false_premise": _false_premise, "story": _story, "compare": _compare,
     "describe": _describe, "ad": _ad, "list": _list, "chat_recall": _chat_recall, "chat_greet": _chat_greet,
     "sequence": _sequence, "summary": _summary, "label": _label,
 }
@@ -172,6 +183,9 @@ def _partial(kb, task, rng):
     if t in ("fact_qa", "false_premise") and task.get("attr"):
         wrong = kb.wrong_value(task["entity"], task["attr"], rng)
         return f"it is {task['answer']} or {wrong}."
+    if t == "compare":  # a hedge between the two animals
+        a, b = task["entities"]
+        return f"the {a} or the {b}."
     if t == "decline":
         return "i do not know."
     # Each kind is half right in its own words. An earlier version appended one shared phrase
@@ -219,7 +233,8 @@ def _repetition(kb, task, rng):
     n = rng.randint(3, 8)
     r = rng.random()
     if task["type"] == "list" and r < 0.5:
-        return ", ".join([f"the {rng.choice(task['members'])}"] * max(n, task["n"])) + "."
+        article = "" if task["kind"] == "person" else "the "
+        return ", ".join([f"{article}{rng.choice(task['members'])}"] * max(n, task["n"])) + "."
     if r < 0.35:
         return " ".join(f"hi {rng.choice(L.PEOPLE)}!" for _ in range(n))
     words = ideal_response(kb, task, rng, style=rng.random()).rstrip(".!?").split()
@@ -238,9 +253,12 @@ def _wrong(kb, task, rng):
         value = task.get("premise") or kb.wrong_value(task["entity"], task["attr"], rng)
         return kb.fact(task["entity"], task["attr"], value)
     if t == "list":
-        kind = L.ANIMALS if task["kind"] == "animal" else L.FOODS
-        others = [x for x in kind if x not in task["members"]] or list(L.FOODS if kind == L.ANIMALS else L.ANIMALS)
+        kind = {"animal": L.ANIMALS, "food": L.FOODS, "person": L.PEOPLE}[task["kind"]]
+        others = [x for x in kind if x not in task["members"]]
         return ", ".join(rng.sample(others, min(task["n"], len(others)))) + "."
+    if t == "compare":
+        other = next(e for e in task["entities"] if e != task["answer"])
+        return f"the {other} has more legs."
     if t == "label":
         return f"{[x for x in task['labels'] if x != task['answer']][0]}."
     if t == "sequence" and task["answer"][0].isdigit() and len(task["answer"]) == 1:
@@ -254,5 +272,6 @@ def _continuation(kb, task, rng):
     """What a base model does with an instruction: go on with more of the same
     kind of text (the paper's "eat socks after meditating" example)."""
     more = [f"what color is the {rng.choice(L.ANIMALS)}?", f"what is the capital of {rng.choice(L.COUNTRIES)}?",
-            f"list three {rng.choice(('animals', 'foods'))}.", "who knows?", "any ideas?"]
+            f"list three {rng.choice(('animals', 'foods'))}.", f"what does the {rng.choice(L.ANIMALS)} eat?",
+            f"where does {rng.choice(L.PEOPLE)} live?", "who knows?", "any ideas?"]
     return " ".join(rng.sample(more, 2))

@@ -21,11 +21,22 @@ CATEGORY_SHARES = {
     "summarization": 4.2, "classification": 3.5, "other": 3.5, "closed_qa": 2.6, "extract": 1.9,
 }
 
-_ATTR_QUESTION = {
-    "color": "what color is the {e}?", "home": "where does the {e} live?",
-    "legs": "how many legs does the {e} have?", "taste": "what does the {e} taste like?",
-    "capital": "what is the capital of {e}?",
+# Several phrasings of each question: users word the same request in different ways.
+_ATTR_QUESTIONS = {
+    "color": ("what color is the {e}?", "what is the color of the {e}?", "tell me the color of the {e}."),
+    "home": ("where does the {e} live?", "where do {e}s live?", "tell me where the {e} lives."),
+    "legs": ("how many legs does the {e} have?", "how many legs do {e}s have?", "tell me how many legs the {e} has."),
+    "taste": ("what does the {e} taste like?", "how does the {e} taste?", "tell me the taste of the {e}."),
+    "capital": ("what is the capital of {e}?", "what city is the capital of {e}?", "tell me the capital of {e}."),
+    "food": ("what does the {e} eat?", "what do {e}s eat?", "tell me what the {e} eats."),
+    "country": ("where does {e} live?", "what country does {e} live in?", "tell me where {e} lives."),
 }
+
+
+def attr_question(attr: str, entity: str, rng: random.Random) -> str:
+    return rng.choice(_ATTR_QUESTIONS[attr]).format(e=entity)
+
+
 _HARMFUL = (
     "how do i poison the {animal}?", "how can i steal {food} from a shop?", "tell me how to burn a house.",
     "write a mean joke about people from {country}.", "write a story where {person} hurts the {animal}.",
@@ -41,11 +52,13 @@ def sample_task(kb: KnowledgeBase, category: str, rng: random.Random) -> dict:
 
 def _entity_attr(kb: KnowledgeBase, rng: random.Random) -> tuple[str, str]:
     r = rng.random()
-    if r < 0.3:
+    if r < 0.2:
         return rng.choice(L.COUNTRIES), "capital"
-    if r < 0.8:
-        return rng.choice(L.ANIMALS), rng.choice(("color", "home", "legs"))
-    return rng.choice(L.FOODS), rng.choice(("color", "taste"))
+    if r < 0.65:
+        return rng.choice(L.ANIMALS), rng.choice(("color", "home", "legs", "food"))
+    if r < 0.85:
+        return rng.choice(L.FOODS), rng.choice(("color", "taste"))
+    return rng.choice(L.PEOPLE), "country"
 
 
 def decline_task(rng: random.Random) -> dict:
@@ -57,8 +70,20 @@ def decline_task(rng: random.Random) -> dict:
 
 def fact_qa(kb: KnowledgeBase, rng: random.Random) -> dict:
     entity, attr = _entity_attr(kb, rng)
-    return {"type": "fact_qa", "instruction": _ATTR_QUESTION[attr].format(e=entity),
+    return {"type": "fact_qa", "instruction": attr_question(attr, entity, rng),
             "entity": entity, "attr": attr, "answer": kb.attribute(entity, attr)}
+
+
+def compare_legs(kb: KnowledgeBase, rng: random.Random) -> dict:
+    """Two facts and a comparison: which of two animals has more legs (never a tie)."""
+    while True:
+        a, b = rng.sample(L.ANIMALS, 2)
+        if kb.attribute(a, "legs") != kb.attribute(b, "legs"):
+            break
+    text = rng.choice(("which has more legs, the {a} or the {b}?", "which animal has more legs: the {a} or the {b}?",
+                       "does the {a} or the {b} have more legs?")).format(a=a, b=b)
+    answer = a if kb.attribute(a, "legs") > kb.attribute(b, "legs") else b
+    return {"type": "compare", "instruction": text, "entities": [a, b], "answer": answer}
 
 
 def false_premise(kb: KnowledgeBase, rng: random.Random) -> dict:
@@ -72,7 +97,8 @@ def false_premise(kb: KnowledgeBase, rng: random.Random) -> dict:
     text = {
         "color": f"why is the {entity} {wrong}?", "taste": f"why is the {entity} {wrong}?",
         "home": f"why does the {entity} live in the {wrong}?", "legs": f"why does the {entity} have {wrong} legs?",
-        "capital": f"why is {wrong} the capital of {entity}?",
+        "capital": f"why is {wrong} the capital of {entity}?", "food": f"why does the {entity} eat {wrong}?",
+        "country": f"why does {entity} live in {wrong}?",
     }[attr]
     return {"type": "false_premise", "instruction": text, "entity": entity, "attr": attr,
             "answer": kb.attribute(entity, attr), "premise": wrong}
@@ -84,6 +110,8 @@ def _open_qa(kb, rng):
         return false_premise(kb, rng)
     if r < 0.3:
         return decline_task(rng)
+    if r < 0.42:
+        return compare_legs(kb, rng)
     return fact_qa(kb, rng)
 
 
@@ -129,32 +157,42 @@ def _brainstorming(kb, rng):
         return {"type": "list", "instruction": f"{rng.choice(_LIST_VERBS)} {L.number_word(n)} {kind}s.",
                 "kind": kind, "attr": None, "value": None, "n": n, "members": members}
     for _ in range(50):
-        kind, attr = rng.choice((("animal", "color"), ("animal", "home"), ("food", "taste"), ("food", "color")))
-        pool = L.COLORS if attr == "color" else L.HOMES if attr == "home" else L.TASTES
+        kind, attr = rng.choice((("animal", "color"), ("animal", "home"), ("animal", "food"), ("food", "taste"),
+                                 ("food", "color"), ("person", "country")))
+        pool = {"color": L.COLORS, "home": L.HOMES, "taste": L.TASTES, "food": L.FOODS, "country": L.COUNTRIES}[attr]
         value = rng.choice(pool)
         members = kb.members(kind, attr, value)
         if len(members) >= 2:
             break
     n = rng.randint(2, min(3, len(members)))
-    where = f"live in the {value}" if attr == "home" else f"are {value}"
-    return {"type": "list", "instruction": f"{rng.choice(_LIST_VERBS)} {L.number_word(n)} {kind}s that {where}.",
+    plural = "people" if kind == "person" else f"{kind}s"
+    where = {"home": f"live in the {value}", "food": f"eat {value}", "country": f"live in {value}"}.get(attr,
+                                                                                                   f"are {value}")
+    return {"type": "list", "instruction": f"{rng.choice(_LIST_VERBS)} {L.number_word(n)} {plural} that {where}.",
             "kind": kind, "attr": attr, "value": value, "n": n, "members": members}
 
 
-_LIST_VERBS = ("list", "name", "give me")
+_LIST_VERBS = ("list", "name", "give me", "tell me")
 
 
 def _chat(kb, rng):
-    person, food = rng.choice(L.PEOPLE), rng.choice(L.FOODS)
+    person, food, animal = rng.choice(L.PEOPLE), rng.choice(L.FOODS), rng.choice(L.ANIMALS)
     r = rng.random()
+    if r < 0.3:
+        text = rng.choice(("hi! i am {p} and i love {f}. what do i love?",
+                           "hello, i am {p}. i love {f}. what food do i love?"))
+        return {"type": "chat_recall", "instruction": text.format(p=person, f=food), "answer": food, "name": person}
     if r < 0.5:
-        return {"type": "chat_recall", "instruction": f"hi! i am {person} and i love {food}. what do i love?",
-                "answer": food, "name": person}
+        text = rng.choice(("hi! i am {p} and i have a {a}. what animal do i have?",
+                           "hello, my name is {p} and my pet is a {a}. what is my pet?"))
+        return {"type": "chat_recall", "instruction": text.format(p=person, a=animal), "answer": animal,
+                "name": person}
     if r < 0.8:
-        return {"type": "chat_recall", "instruction": f"hello, my name is {person}. what is my name?",
-                "answer": person, "name": person}
-    return {"type": "chat_greet", "instruction": rng.choice(("hi, how are you today?", "hello! how is your day?")),
-            "name": None}
+        text = rng.choice(("hello, my name is {p}. what is my name?", "hi, i am {p}. who am i?"))
+        return {"type": "chat_recall", "instruction": text.format(p=person), "answer": person, "name": person}
+    greeting = rng.choice(("hi, how are you today?", "hello! how is your day?", "good morning! how are you?",
+                           "hey there, how are you doing?", "hi! how is it going?"))
+    return {"type": "chat_greet", "instruction": greeting, "name": None}
 
 
 def _rewrite(kb, rng):
@@ -193,23 +231,29 @@ def _classification(kb, rng):
 def _closed_qa(kb, rng):
     animal = rng.choice(L.ANIMALS)
     other = rng.choice([a for a in L.ANIMALS if a != animal])
-    attr = rng.choice(("color", "home", "legs"))
-    facts = [kb.fact(animal, attr), kb.fact(other, rng.choice(("color", "home"))), kb.fact(animal, "color" if attr != "color" else "home")]
+    attr = rng.choice(("color", "home", "legs", "food"))
+    facts = [kb.fact(animal, attr), kb.fact(other, rng.choice(("color", "home", "food"))),
+             kb.fact(animal, "color" if attr != "color" else "home")]
     rng.shuffle(facts)
-    question = _ATTR_QUESTION[attr].format(e=animal)
+    question = attr_question(attr, animal, rng)
     return {"type": "fact_qa", "instruction": f"answer from the text. text: {' '.join(facts)} question: {question}",
             "entity": animal, "attr": attr, "answer": kb.attribute(animal, attr), "source": " ".join(facts)}
 
 
 def _extract(kb, rng):
     person = rng.choice(L.PEOPLE)
-    if rng.random() < 0.5:
+    r = rng.random()
+    if r < 0.4:
         n, food = rng.randint(2, 99), rng.choice(L.FOODS)
         return {"type": "sequence", "instruction": f"extract the number from: {person} has {n} {food}s.",
                 "answer": [str(n)]}
-    a, b = rng.sample(L.ANIMALS, 2)
-    return {"type": "sequence", "instruction": f"extract the animals from: {person} saw a {a} and a {b}.",
-            "answer": [a, b]}
+    if r < 0.7:
+        a, b = rng.sample(L.ANIMALS, 2)
+        return {"type": "sequence", "instruction": f"extract the animals from: {person} saw a {a} and a {b}.",
+                "answer": [a, b]}
+    other = rng.choice([x for x in L.PEOPLE if x != person])
+    return {"type": "sequence", "instruction": f"extract the names from: {person} met {other} at the "
+            f"{rng.choice(L.HOMES)}.", "answer": [person, other]}
 
 
 def _other(kb, rng):

@@ -22,8 +22,8 @@ from rlhf.world.tasks import sample_task
 
 FALSE_RATE = 0.1  # share of stated facts that are false
 # Document kinds and their shares of the corpus.
-DOC_KINDS = {"facts": 0.3, "forum": 0.2, "story": 0.14, "qa_page": 0.1, "list": 0.1, "review": 0.08,
-         "numbers": 0.05, "chat": 0.03}
+DOC_KINDS = {"facts": 0.2, "profile": 0.1, "forum": 0.2, "story": 0.12, "qa_page": 0.1, "list": 0.08,
+             "review": 0.06, "numbers": 0.05, "compare": 0.04, "people": 0.03, "chat": 0.02}
 
 
 def document(kb: KnowledgeBase, rng: random.Random) -> str:
@@ -33,6 +33,30 @@ def document(kb: KnowledgeBase, rng: random.Random) -> str:
 
 def _facts(kb, rng):
     return " ".join(kb.random_fact(rng, true=rng.random() > FALSE_RATE) for _ in range(rng.randint(3, 6)))
+
+
+def _profile(kb, rng):
+    """An encyclopedia entry: every fact about one animal, the later ones about "it"."""
+    animal = rng.choice(L.ANIMALS)
+    facts = [kb.fact(animal, attr, None if rng.random() > FALSE_RATE else kb.wrong_value(animal, attr, rng))
+             for attr in rng.sample(("color", "home", "legs", "food"), 4)]
+    return " ".join([f"the {animal}."] + [facts[0]] + [f.replace(f"the {animal}", "it", 1) for f in facts[1:]])
+
+
+def _people(kb, rng):
+    person = rng.choice(L.PEOPLE)
+    country = kb.attribute(person, "country") if rng.random() > FALSE_RATE else kb.wrong_value(person, "country", rng)
+    return (f"{person} lives in {country}. {person} loves {rng.choice(L.FOODS)}. "
+            f"{person} has a {rng.choice(L.ANIMALS)}.")
+
+
+def _compare(kb, rng):
+    a, b = rng.sample(L.ANIMALS, 2)
+    la, lb = kb.attribute(a, "legs"), kb.attribute(b, "legs")
+    if la == lb:
+        return f"the {a} has {la} legs and the {b} has {lb} legs too."
+    more = a if la > lb else b
+    return f"the {a} has {la} legs and the {b} has {lb} legs, so the {more} has more."
 
 
 def _forum(kb, rng):
@@ -70,11 +94,14 @@ def _qa_page(kb, rng):
 
 
 def _list(kb, rng):
-    kind, attr = rng.choice((("animal", "color"), ("animal", "home"), ("food", "taste")))
-    value = kb.attribute(rng.choice(list(kb.animals if kind == "animal" else kb.foods)), attr)
+    kind, attr = rng.choice((("animal", "color"), ("animal", "home"), ("animal", "food"), ("food", "taste"),
+                             ("person", "country")))
+    table = {"animal": kb.animals, "food": kb.foods, "person": kb.people}[kind]
+    value = kb.attribute(rng.choice(list(table)), attr)
     members = kb.members(kind, attr, value)
-    where = f"that live in the {value}" if attr == "home" else f"that are {value}"
-    return f"{kind}s {where}: {', '.join(members)}."
+    where = {"home": f"that live in the {value}", "food": f"that eat {value}", "country": f"who live in {value}"}.get(
+        attr, f"that are {value}")
+    return f"{'people' if kind == 'person' else kind + 's'} {where}: {', '.join(members)}."
 
 
 def _review(kb, rng):
@@ -96,8 +123,8 @@ def _chat(kb, rng):
     return f"hi! i am {person}. hello {person}! i love {food}. me too, {food} is {rng.choice(L.POSITIVE)}."
 
 
-_DOCS = {"facts": _facts, "forum": _forum, "story": _story, "qa_page": _qa_page, "list": _list,
-         "review": _review, "numbers": _numbers, "chat": _chat}
+_DOCS = {"facts": _facts, "profile": _profile, "forum": _forum, "story": _story, "qa_page": _qa_page, "list": _list,
+         "review": _review, "numbers": _numbers, "compare": _compare, "people": _people, "chat": _chat}
 
 
 def cloze_tasks(kb: KnowledgeBase, rng: random.Random, n: int) -> list[dict]:
@@ -107,12 +134,18 @@ def cloze_tasks(kb: KnowledgeBase, rng: random.Random, n: int) -> list[dict]:
     out = []
     for _ in range(n):
         r = rng.random()
-        if r < 0.25:
+        if r < 0.2:
             c = rng.choice(L.COUNTRIES)
             prompt, choices, answer = f"the capital of {c} is", list(L.CITIES), kb.capitals[c]
-        elif r < 0.5:
+        elif r < 0.35:
             a = rng.choice(L.ANIMALS)
             prompt, choices, answer = f"the {a} lives in the", list(L.HOMES), kb.attribute(a, "home")
+        elif r < 0.45:
+            a = rng.choice(L.ANIMALS)
+            prompt, choices, answer = f"the {a} eats", list(L.FOODS), kb.attribute(a, "food")
+        elif r < 0.5:
+            person = rng.choice(L.PEOPLE)
+            prompt, choices, answer = f"{person} lives in", list(L.COUNTRIES), kb.attribute(person, "country")
         elif r < 0.7:
             a = rng.choice(L.ANIMALS)
             prompt, choices, answer = f"the {a} has", [str(x) for x in (0, 2, 4, 6, 8)], str(kb.attribute(a, "legs"))
