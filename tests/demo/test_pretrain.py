@@ -17,15 +17,18 @@ def small_config(tmp_path, **kw) -> PretrainConfig:
     return PretrainConfig(**values)
 
 
-def test_sizes_span_twenty_times_in_parameters():
+def test_sizes_span_twenty_five_times_in_parameters():
     from transformers import AutoModelForCausalLM
 
     from rlhf.core.tiny import model_config
+    from rlhf.world import World
 
+    vocab = len(World(0).tokenizer())
     counts = {s: sum(p.numel() for p in AutoModelForCausalLM.from_config(
-        model_config("gpt2", 449, max_len=256, **shape)).parameters()) for s, shape in SHAPES.items()}
+        model_config("gpt2", vocab, max_len=256, **shape)).parameters()) for s, shape in SHAPES.items()}
     assert counts["small"] < counts["medium"] < counts["large"]
-    assert counts["large"] / counts["small"] >= 20
+    assert counts["large"] / counts["small"] >= 25
+    assert 2 * sum(counts.values()) < 40e6  # bf16: the three shipped bases fit the package's 40 MB
 
 
 def test_pack_blocks_joins_documents_with_eos_and_drops_the_partial_row():
@@ -44,9 +47,9 @@ def test_pack_blocks_joins_documents_with_eos_and_drops_the_partial_row():
 def test_loss_falls_and_a_second_run_reuses_the_cached_model(tmp_path):
     config = small_config(tmp_path)
     first = main(config, str(tmp_path / "run1"))
-    # Uniform guessing over 449 tokens is 6.1 nats; a trained model must be far below it.
+    # Uniform guessing over ~600 tokens is 6.4 nats; a trained model must be far below it.
     assert first["pretrain/small/loss_last"] < first["pretrain/small/loss_first"] - 1.0
-    assert first["pretrain/small/heldout_ppl"] < 0.25 * 449
+    assert first["pretrain/small/heldout_ppl"] < 0.25 * 600
     assert first["pretrain/small/reused"] == 0
     path = json.loads((tmp_path / "run1" / "models.json").read_text())["small"]
     assert path == str(cache_dir(config, "small"))
@@ -57,10 +60,35 @@ def test_loss_falls_and_a_second_run_reuses_the_cached_model(tmp_path):
     assert second["pretrain/small/heldout_ppl"] == pytest.approx(first["pretrain/small/heldout_ppl"])
     assert (cache_dir(config, "small") / "model.safetensors").stat().st_mtime_ns == stamp  # not rewritten
 
+    from safetensors import safe_open
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(path)  # a plain transformers folder
     assert model.config.model_type == "gpt2"
+    with safe_open(str(cache_dir(config, "small") / "model.safetensors"), "pt") as f:  # stored in bf16
+        assert {str(f.get_tensor(k).dtype) for k in f.keys()} == {"torch.bfloat16"}
+    # bf16 rounding of a trained model's weights costs it almost nothing
+    assert first["pretrain/small/heldout_ppl_bf16"] == pytest.approx(first["pretrain/small/heldout_ppl"], rel=0.02)
+
+
+def test_a_shipped_base_whose_name_matches_is_used_without_training(tmp_path, monkeypatch):
+    """The package ships the default world's bases: a folder in rlhf/demo/bases/ named as the cache would name
+    it (the hash of the config and of the world's text) is used as it is, and nothing is trained."""
+    import shutil
+
+    from rlhf.demo import pretrain
+
+    config = small_config(tmp_path)
+    main(config, str(tmp_path / "train"))
+    shipped = tmp_path / "bases"
+    shipped.mkdir()
+    shutil.move(str(cache_dir(config, "small")), shipped / cache_dir(config, "small").name)
+    monkeypatch.setattr(pretrain, "SHIPPED", shipped)
+    monkeypatch.setattr(pretrain, "train_size", lambda *a, **k: pytest.fail("a shipped base must not be retrained"))
+    metrics = main(config, str(tmp_path / "use"))
+    assert metrics["pretrain/small/shipped"] == 1
+    assert json.loads((tmp_path / "use" / "models.json").read_text())["small"].startswith(str(shipped))
+    assert not cache_dir(config, "small").exists()
 
 
 def test_cache_key_changes_with_what_decides_the_weights(tmp_path):

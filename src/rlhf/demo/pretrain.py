@@ -1,13 +1,18 @@
 """`rlhf pretrain`: base language models on the world's web text (the "GPT-3" of the demo).
 
-Three sizes spanning 23x in parameters, each a plain `transformers` GPT-2 (or Llama)
+Three sizes spanning ~30x in parameters, each a plain `transformers` GPT-2 (or Llama)
 folder trained with the next-token loss on every token of packed pretraining text, as
-GPT-3 was. A model is cached under a folder named by the world seed, the size and a
-hash of everything that decides its weights, so a second run (and `rlhf demo`) reuses
-it instead of training again.
+GPT-3 was. A model is stored under a folder named by the world seed, the size and a
+hash of everything that decides its weights (the world's text and vocabulary included),
+so a second run (and `rlhf demo`) reuses it instead of training again. The weights are
+stored in bf16.
 
-setup -> per size: reuse the cached model, or (pack text -> loop -> held-out loss ->
-save to the cache atomically) -> out/models.json and metrics.json.
+The package ships the three bases of the default world (seed 0) in `rlhf/demo/bases/`,
+trained by this command with its defaults, as GPT-3 was given to the paper: the demo uses
+them when their folder name (hence the world's hash) matches, and trains its own otherwise.
+
+setup -> per size, in worker processes: reuse a shipped or cached model, or (loop ->
+held-out loss -> save to the cache atomically) -> out/models.json and metrics.json.
 """
 
 from __future__ import annotations
@@ -30,15 +35,16 @@ from rlhf.core.train import check_finite, epoch_order, make_optimizer, seed_ever
 
 log = logging.getLogger("rlhf.pretrain")
 
-# Shapes of the three base models (GPT-2 counting, 449-token vocabulary, 256 positions):
-# small 0.048M, medium 0.195M, large 1.10M parameters, so large / small = 23x.
+# Shapes of the three base models (GPT-2 counting, 602-token vocabulary, 256 positions):
+# small 0.10M, medium 0.53M, large 2.85M parameters, so large / small = 29x.
 SHAPES = {
-    "small": {"n_layer": 2, "d_model": 32, "n_head": 4},
-    "medium": {"n_layer": 3, "d_model": 64, "n_head": 4},
-    "large": {"n_layer": 4, "d_model": 144, "n_head": 6},
+    "small": {"n_layer": 2, "d_model": 48, "n_head": 4},
+    "medium": {"n_layer": 4, "d_model": 96, "n_head": 4},
+    "large": {"n_layer": 6, "d_model": 192, "n_head": 6},
 }
 # Bump when the training code changes what a config produces, so old caches are not reused.
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: weights stored in bf16
+SHIPPED = Path(__file__).parent / "bases"  # the default world's bases, shipped with the package
 
 
 @dataclass
@@ -48,22 +54,22 @@ class PretrainConfig:
     seed: int = 0
     """World seed: the facts, text and tokenizer the models learn (also seeds initialisation and data order)."""
     sizes: list[str] = field(default_factory=lambda: ["small", "medium", "large"])
-    """Which sizes to train: small (0.048M parameters), medium (0.195M), large (1.10M)."""
+    """Which sizes to train: small (0.10M parameters), medium (0.53M), large (2.85M)."""
     arch: str = "gpt2"
     """Model shape: gpt2 (learned positions) or llama (rotary positions, RMSNorm, SwiGLU)."""
-    documents: int = 20000
-    """Pretraining documents drawn from the world (~30 tokens each); the same stream `rlhf demo` uses for ptx."""
+    documents: int = 400000
+    """Pretraining documents drawn from the world (~35 tokens each; 400,000 is about one pass at the default steps);
+    the same stream whose first documents `rlhf demo` uses for ptx."""
     heldout_documents: int = 500
     """Documents of the held-out stream on which the final loss is measured."""
     block_size: int = 256
     """Tokens per training row: documents are joined with EOS and cut into rows (also the models' max positions)."""
     batch_size: int = 8
     """Rows per optimizer step."""
-    steps: int = 600
-    """Optimizer steps per size (600 x 8 x 256 tokens ~ 2 passes over 20,000 documents). Measured: 200 steps of 16
-    rows left every size near chance on the fact cloze tasks; 600 of 8 (1.5x the tokens, 3x the updates) took the
-    held-out perplexity of the small model from 8.1 to 4.1 and of the medium from 5.8 to 2.7."""
-    lr: float = 3e-3
+    steps: int = 6000
+    """Optimizer steps per size (6,000 x 8 x 256 = 12M tokens, the same for every size, as GPT-3 trained every size
+    on the same tokens). The default world's shipped bases were trained with these defaults (docs/demo.md)."""
+    lr: float = 2e-3
     """Peak AdamW learning rate (tiny models train well at rates far above GPT-3's)."""
     weight_decay: float = 0.1
     """AdamW decoupled weight decay on matrices."""
@@ -75,8 +81,10 @@ class PretrainConfig:
     """Clip the gradient norm to this; 0 turns clipping off."""
     cache: str = ""
     """Folder of cached base models; empty: $RLHF_CACHE or ~/.cache/rlhf."""
-    logging_steps: int = 25
+    logging_steps: int = 50
     """Log the training loss every this many steps."""
+    workers: int = 0
+    """Worker processes that train sizes side by side, one torch thread each; 0 is one per core."""
     threads: int = 1
     """torch intra-op threads; 0 keeps torch's default. Tiny models gain little from a second thread, and on a
     busy machine two spinning OpenMP threads were measured 14x slower per step than one."""
@@ -91,7 +99,8 @@ class PretrainConfig:
         require(self.batch_size >= 1 and self.steps >= 1, "batch_size and steps must be >= 1")
         require(self.lr > 0 and 0 <= self.warmup_ratio < 1 and 0 <= self.min_lr_ratio <= 1,
                 "lr > 0, warmup_ratio in [0, 1), min_lr_ratio in [0, 1]")
-        require(self.logging_steps >= 1 and self.threads >= 0, "logging_steps >= 1 and threads >= 0")
+        require(self.logging_steps >= 1 and self.threads >= 0 and self.workers >= 0,
+                "logging_steps >= 1, threads >= 0 and workers >= 0")
 
 
 def cache_root(config: PretrainConfig) -> Path:
@@ -100,14 +109,19 @@ def cache_root(config: PretrainConfig) -> Path:
     return Path(os.environ.get("RLHF_CACHE", "~/.cache/rlhf")).expanduser()
 
 
+FINGERPRINT_DOCUMENTS = 20000
+
+
 def world_fingerprint(config: PretrainConfig) -> str:
     """A hash of what the world writes: its vocabulary (the tokenizer) and its pretraining text. A change
-    to the world's code changes these without changing any setting, and must not reuse a stale model."""
+    to the world's code changes these without changing any setting, and must not reuse a stale model.
+    The first FINGERPRINT_DOCUMENTS documents stand for the whole stream (all of it takes ~15 s to write,
+    on every demo start): a change to how the world writes text changes them too."""
     from rlhf.world import World, vocabulary
 
     world = World(config.seed)
     h = hashlib.sha256("\n".join(sorted(vocabulary())).encode())
-    for split, n in (("train", config.documents), ("heldout", config.heldout_documents)):
+    for split, n in (("train", min(config.documents, FINGERPRINT_DOCUMENTS)), ("heldout", config.heldout_documents)):
         h.update("\n".join(world.pretraining_text(n, split=split)).encode())
     return h.hexdigest()[:16]
 
@@ -115,24 +129,30 @@ def world_fingerprint(config: PretrainConfig) -> str:
 def cache_dir(config: PretrainConfig, size: str, world: str | None = None) -> Path:
     """world-<seed>-<size>-<hash>: the hash covers every field that changes the weights, and the world's
     text and vocabulary (`world`: its world_fingerprint, when the caller already has it)."""
-    decisive = {k: v for k, v in to_dict(config).items() if k not in ("sizes", "cache", "logging_steps", "threads")}
+    decisive = {k: v for k, v in to_dict(config).items()
+                if k not in ("sizes", "cache", "logging_steps", "threads", "workers")}
     world = world or world_fingerprint(config)
     key = json.dumps({"version": CACHE_VERSION, "shape": SHAPES[size], "world": world, **decisive}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:10]
     return cache_root(config) / f"world-{config.seed}-{size}-{digest}"
 
 
-def pack_blocks(docs: list[str], tokenizer, block_size: int) -> torch.Tensor:
+def pack_blocks(docs: list[str], tokenizer, block_size: int, chunk: int = 20000) -> torch.Tensor:
     """Documents joined with EOS (as GPT's training text is), cut into (N, block_size) rows;
-    the last partial row is dropped."""
+    the last partial row is dropped. Tokenized in chunks into a compact array: 400,000 documents
+    as Python lists of ints would take ~0.5 GB."""
+    from array import array
+
     eos = tokenizer.eos_token_id
-    stream: list[int] = []
-    for ids in tokenizer(docs, add_special_tokens=False)["input_ids"]:
-        stream += ids + [eos]
+    stream = array("i")
+    for i in range(0, len(docs), chunk):
+        for ids in tokenizer(docs[i : i + chunk], add_special_tokens=False)["input_ids"]:
+            stream.extend(ids)
+            stream.append(eos)
     n = len(stream) // block_size
     if n == 0:
         raise ValueError(f"{len(stream)} tokens of text: fewer than one block of {block_size}")
-    return torch.tensor(stream[: n * block_size]).view(n, block_size)  # (N, L)
+    return torch.frombuffer(stream, dtype=torch.int32)[: n * block_size].long().view(n, block_size)  # (N, L)
 
 
 def build_model(config: PretrainConfig, size: str, tokenizer):
@@ -193,6 +213,10 @@ def train_size(config: PretrainConfig, size: str, tokenizer, blocks: torch.Tenso
             history.append({"step": step + 1, "loss": mean})
             run.log(step + 1, {f"pretrain/{size}/loss": mean, f"pretrain/{size}/tokens_per_s": tokens_per_s})
             bar.set_postfix(loss=f"{mean:.3f}", tok_s=f"{tokens_per_s:.0f}")
+            if bar.disable:  # in a worker process: a log line instead of the bar
+                left = (config.steps - step - 1) * config.batch_size * config.block_size / max(tokens_per_s, 1e-9)
+                log.info("pretrain %s: step %d/%d, loss %.3f, %.0f tokens/s, about %.0f min left", size, step + 1,
+                         config.steps, mean, tokens_per_s, left / 60)
             window, window_start = [], time.time()
     bar.close()
     train_s = time.time() - start  # before the held-out loss: the throughput is training's alone
@@ -210,46 +234,88 @@ def train_size(config: PretrainConfig, size: str, tokenizer, blocks: torch.Tenso
 
 
 def save_to_cache(path: Path, model, tokenizer, summary: dict, config: PretrainConfig) -> None:
-    """Write the model folder next to its final place, then rename: a killed run leaves no half model
-    that a later run would mistake for a cached one."""
+    """Write the model folder (bf16 weights) next to its final place, then rename: a killed run leaves no
+    half model that a later run would mistake for a cached one."""
     tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
-    model.save_pretrained(tmp)
+    model.to(torch.bfloat16).save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     atomic_write_json(tmp / "pretrain.json", {**summary, "config": to_dict(config)})
     atomic_replace_dir(tmp, path)
 
 
 def cached_summary(path: Path) -> dict | None:
-    """The saved summary of a complete cached model, or None."""
+    """The saved summary of a complete model folder, or None."""
     meta = path / "pretrain.json"
     return json.loads(meta.read_text()) if meta.exists() and (path / "config.json").exists() else None
 
 
+def find_model(config: PretrainConfig, size: str, fingerprint: str) -> tuple[Path, dict | None, str]:
+    """(folder, its summary or None, where it came from): the shipped base when its name (the hash of the
+    config and the world) matches, else the cache."""
+    path = cache_dir(config, size, fingerprint)
+    shipped = SHIPPED / path.name
+    summary = cached_summary(shipped)
+    if summary is not None:
+        return shipped, summary, "shipped"
+    return path, cached_summary(path), "cache"
+
+
+def train_and_save(config: PretrainConfig, size: str, blocks: torch.Tensor, heldout: torch.Tensor, path: str) -> dict:
+    """A worker's job: train one size, measure it, save it (bf16) to `path`; returns its summary."""
+    from rlhf.world import World
+
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    tokenizer = World(config.seed).tokenizer()
+    result = train_size(config, size, tokenizer, blocks, heldout, _NullRun())
+    model = result.pop("model")
+    # The shipped weights are bf16: measure what they lose against the fp32 weights they were rounded from.
+    result["heldout_ppl_bf16"] = math.exp(block_loss(model.to(torch.bfloat16).float(), heldout,
+                                                     tokenizer.pad_token_id))
+    save_to_cache(Path(path), model, tokenizer, result, config)
+    return result
+
+
 def pretrained_models(config: PretrainConfig, run: Run | None = None) -> dict[str, dict]:
-    """{size: summary with "path" and "reused"} for every size of the config, training the ones not cached."""
+    """{size: summary with "path" and "source" (shipped, cache or trained)} for every size of the config,
+    training the ones neither shipped nor cached, side by side in worker processes."""
+    from rlhf.demo.workers import Job, Workers, default_workers
     from rlhf.world import World
 
     out: dict[str, dict] = {}
-    world, tokenizer, blocks, heldout = None, None, None, None
     fingerprint = world_fingerprint(config)  # writes the world's text: once, not once a size
+    missing = []
     for size in config.sizes:
-        path = cache_dir(config, size, fingerprint)
-        summary = cached_summary(path)
-        if summary is not None:
-            log.info("pretrain %s: reusing %s", size, path)
-            out[size] = {**summary, "path": str(path), "reused": True}
+        path, summary, source = find_model(config, size, fingerprint)
+        if summary is None:
+            missing.append((size, path))
             continue
-        if world is None:  # build the text once, and only when something must be trained
-            world = World(config.seed)
-            tokenizer = world.tokenizer()
-            blocks = pack_blocks(world.pretraining_text(config.documents), tokenizer, config.block_size)
-            heldout = pack_blocks(world.pretraining_text(config.heldout_documents, split="heldout"), tokenizer,
-                                  config.block_size)
-        result = train_size(config, size, tokenizer, blocks, heldout, run or _NullRun())
-        model = result.pop("model")
-        save_to_cache(path, model, tokenizer, result, config)
-        out[size] = {**result, "path": str(path), "reused": False}
-    return out
+        log.info("pretrain %s: using the %s base model %s (world hash and config match)", size,
+                 "shipped" if source == "shipped" else "cached", path)
+        out[size] = {**summary, "path": str(path), "source": source}
+    if missing:
+        log.info("pretrain: no shipped or cached base model matches this world and config for %s: training "
+                 "(the default recipe took %s on this project's two-core machine; the bars show the time left)",
+                 ", ".join(s for s, _ in missing), RECIPE_TIME)
+        world = World(config.seed)
+        tokenizer = world.tokenizer()
+        blocks = pack_blocks(world.pretraining_text(config.documents), tokenizer, config.block_size)
+        heldout = pack_blocks(world.pretraining_text(config.heldout_documents, split="heldout"), tokenizer,
+                              config.block_size)
+        jobs = [Job(f"pretrain {size}", train_and_save, (config, size, blocks, heldout, str(path)))
+                for size, path in sorted(missing, key=lambda m: -SHAPES[m[0]]["d_model"] * SHAPES[m[0]]["n_layer"])]
+        with Workers(config.workers or default_workers(), config.threads) as workers:
+            results = workers.run(jobs, "pretrain")
+        for job, result in zip(jobs, results):
+            size = job.name.split()[-1]
+            path = dict(missing)[size]
+            for row in result["history"]:
+                (run or _NullRun()).log(row["step"], {f"pretrain/{size}/loss": row["loss"]})
+            out[size] = {**result, "path": str(path), "source": "trained"}
+    return {size: out[size] for size in config.sizes}
+
+
+RECIPE_TIME = "about 100 minutes"
 
 
 class _NullRun:
@@ -258,7 +324,7 @@ class _NullRun:
 
 
 def main(config: PretrainConfig, out: str, resume: bool = False) -> dict[str, float]:
-    """Train (or reuse) every size; out/models.json maps each size to its cached folder.
+    """Train (or reuse) every size; out/models.json maps each size to its folder.
     `resume` has nothing to do: the cache is what a second run reuses."""
     if config.threads > 0:
         torch.set_num_threads(config.threads)
@@ -270,7 +336,9 @@ def main(config: PretrainConfig, out: str, resume: bool = False) -> dict[str, fl
         metrics.update({
             f"pretrain/{size}/params": m["params"], f"pretrain/{size}/loss_first": m["loss_first"],
             f"pretrain/{size}/loss_last": m["loss_last"], f"pretrain/{size}/heldout_ppl": m["heldout_ppl"],
-            f"pretrain/{size}/train_s": m["train_s"], f"pretrain/{size}/reused": int(m["reused"]),
+            f"pretrain/{size}/heldout_ppl_bf16": m.get("heldout_ppl_bf16", float("nan")),
+            f"pretrain/{size}/train_s": m["train_s"], f"pretrain/{size}/reused": int(m["source"] != "trained"),
+            f"pretrain/{size}/shipped": int(m["source"] == "shipped"),
             f"pretrain/{size}/tokens_per_s": m.get("tokens_per_s", float("nan")),  # of the run that trained it
         })
     return run.finish(metrics)
