@@ -141,7 +141,7 @@ def test_quick_demo_writes_every_section_and_metric(quick_demos):
         if key.startswith(("winrate/", "head2head/", "rm/", "labelers/")):
             assert 0.0 <= metrics[key] <= 1.0, (key, metrics[key])
     ppo_prompts = len((out / "data" / "ppo_train_prompts.jsonl").read_text().splitlines())
-    assert metrics["ppo/prompt_passes"] == pytest.approx(256 / ppo_prompts)  # quick: 256 episodes
+    assert ppo_prompts == 64 and metrics["ppo/prompt_passes"] == 8  # the paper's ratio, even in the quick run
     assert metrics["winrate/sft_small"] == 0.5  # the baseline against itself: every prompt a tie
     assert math.isfinite(metrics["tax/ppl_gpt_small"]) and metrics["tax/ppl_gpt_small"] < 449
     # The reward model learned something real even in the quick run: chance is 0.5, and the gold

@@ -125,10 +125,11 @@ def run_ppo(config: DemoConfig, size: str, ptx: bool, data: Path, runs: Path, re
 def prepare_data(world, data: Path, config: DemoConfig) -> dict[str, list[dict]]:
     """The world's files, plus the demo's own prompt sets: RM validation prompts (ranked by training
     and by held-out labelers) and the truthfulness / harmful-request sets of section 6."""
-    from rlhf.world.datasets import build_datasets, build_prompt_sets
+    from rlhf.world.datasets import TABLE6, build_datasets, build_prompt_sets
 
-    build_datasets(world, data, scale=config.scale, n_eval=config.eval_prompts)
-    sets = build_prompt_sets(world, config.scale, config.eval_prompts)
+    ppo_scale = config.num_ppo_prompts / TABLE6[("ppo", "train")]["customer"]
+    build_datasets(world, data, scale=config.scale, n_eval=config.eval_prompts, ppo_scale=ppo_scale)
+    sets = build_prompt_sets(world, config.scale, config.eval_prompts, ppo_scale)
     used = {p["prompt"] for records in sets.values() for p in records}
     special = world.prompts(3000, split="test", stream="demo-special", exclude=used)
     sets["truth"] = [p for p in special if p["task"]["type"] == "false_premise"][:60]

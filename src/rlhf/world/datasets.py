@@ -28,22 +28,24 @@ DEFAULT_SCALE = 1 / 40
 VALID_SCALE = 0.25  # validation sets are shrunk 4x further: they only need to be large enough to measure
 
 
-def sizes(scale: float = DEFAULT_SCALE) -> dict[tuple[str, str], dict[str, int]]:
-    """Prompt counts per (set, split, source) at `scale` (at least 1 each)."""
+def sizes(scale: float = DEFAULT_SCALE, ppo_scale: float | None = None) -> dict[tuple[str, str], dict[str, int]]:
+    """Prompt counts per (set, split, source) at `scale` (at least 1 each); `ppo_scale`, when given, scales
+    the PPO sets instead (PPO needs several passes over its prompts, so a budget may want fewer of them)."""
     out = {}
     for key, by_source in TABLE6.items():
-        s = scale * (VALID_SCALE if key[1] == "valid" else 1.0)
+        s = (scale if ppo_scale is None or key[0] != "ppo" else ppo_scale) * (VALID_SCALE if key[1] == "valid" else 1.0)
         out[key] = {src: max(1, round(n * s)) for src, n in by_source.items()}
     return out
 
 
-def build_prompt_sets(world: World, scale: float = DEFAULT_SCALE, n_eval: int = 200) -> dict[str, list[dict]]:
+def build_prompt_sets(world: World, scale: float = DEFAULT_SCALE, n_eval: int = 200,
+                      ppo_scale: float | None = None) -> dict[str, list[dict]]:
     """Every prompt set, disjoint in text: {"sft_train": [...], ..., "eval": [...]}.
     Evaluation prompts are drawn first so that they stay fixed as `scale` changes."""
     used: set[str] = set()
     sets = {"eval": world.prompts(n_eval, split="test", source="customer", stream="eval")}
     used.update(p["prompt"] for p in sets["eval"])
-    for (name, split), by_source in sizes(scale).items():
+    for (name, split), by_source in sizes(scale, ppo_scale).items():
         records = []
         for source, n in by_source.items():
             new = world.prompts(n, split=split, source=source, exclude=used, stream=name)
@@ -61,7 +63,8 @@ def write_jsonl(path: Path, records: list[dict]) -> None:
 
 
 def build_datasets(world: World, out_dir: str | Path, scale: float = DEFAULT_SCALE, n_eval: int = 200,
-                   n_pretrain: int = 20000, n_heldout_text: int = 1000, n_nlp: int = 500) -> dict[str, int]:
+                   n_pretrain: int = 20000, n_heldout_text: int = 1000, n_nlp: int = 500,
+                   ppo_scale: float | None = None) -> dict[str, int]:
     """Write the world's data to `out_dir` and return the record count of each file:
     - sft_{train,valid}.jsonl: demonstrations by the training labelers
     - {rm,ppo}_{train,valid}_prompts.jsonl, eval_prompts.jsonl: prompt records
@@ -70,7 +73,7 @@ def build_datasets(world: World, out_dir: str | Path, scale: float = DEFAULT_SCA
     - nlp_tasks.jsonl: cloze records for the alignment-tax accuracy
     - tokenizer/: the word-level tokenizer"""
     out = Path(out_dir)
-    sets = build_prompt_sets(world, scale, n_eval)
+    sets = build_prompt_sets(world, scale, n_eval, ppo_scale)
     files = {
         "sft_train.jsonl": world.demonstrations(sets["sft_train"]),
         "sft_valid.jsonl": world.demonstrations(sets["sft_valid"]),
