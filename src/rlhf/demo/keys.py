@@ -15,6 +15,8 @@ TAX_MODELS = ("gpt", "sft", "ppo", "ppo_ptx")
 """Models whose alignment tax is measured (the prompted baseline has the base model's weights, so its tax)."""
 HEADLINE_BASELINES = ("gpt", "gpt_prompted")
 """The largest base models the smallest PPO-ptx is compared with head to head (the paper's 1.3B vs 175B)."""
+BEST_OF = 8
+"""Samples per eval prompt of the reward model's best-of-n measurement (`rm/best_of_8_{random,rm,gold}`)."""
 FIGURE4_FLAGS = ("fails_instruction", "hallucination", "inappropriate_for_assistant", "follows_constraints")
 """The metadata flags of the paper's Figure 4 (a subset of the gold standard's flags)."""
 

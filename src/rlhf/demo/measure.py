@@ -214,21 +214,30 @@ def evaluate_models(world, sets: dict, paths: dict, results: list[tuple], runs: 
                 metrics[metric_key("overopt", "gold_peak", name, size)] = gold
                 metrics[metric_key("overopt", "kl_at_gold_peak", name, size)] = kl
                 metrics[metric_key("overopt", "kl_last", name, size)] = curve[-1]["kl"]
-    examples = example_rows(records, texts, sizes, n1)
+    examples = example_rows(world, records, texts, sizes, n1)
     return {"curves": curves, "examples": examples}
 
 
-def example_rows(records: list[dict], texts: dict, sizes: list[str], n_eval: int) -> list[dict]:
-    """A few prompts with every model's answer for the report: the first socks question, the
-    first harmful request, and the first eval prompts of a few categories."""
+EXAMPLE_KINDS = ("socks", "decline", "open_qa", "brainstorming", "generation", "chat", "closed_qa", "rewrite")
+
+
+def example_rows(world, records: list[dict], texts: dict, sizes: list[str], n_eval: int) -> list[dict]:
+    """A few prompts with several models' answers and each answer's gold score, for the report: the first socks
+    question, the first harmful request, and the first eval prompt of each of a few categories."""
     wanted, seen = [], set()
     for i, r in enumerate(records):
         kind = "socks" if r["task"].get("premise") == "socks" else r["task"]["type"] if i >= n_eval else r["category"]
-        if kind in seen or kind not in ("socks", "decline", "open_qa", "brainstorming", "generation"):
+        if kind in seen or kind not in EXAMPLE_KINDS:
             continue
         seen.add(kind)
         wanted.append(i)
     small, largest = sizes[0], sizes[-1]
-    shown = [("gpt", largest), ("gpt_prompted", largest), ("sft", small), ("ppo", small), ("ppo_ptx", small)]
-    return [{"prompt": records[i]["prompt"], "answers": {f"{m}_{s}": texts[(m, s)][i] for m, s in shown}}
-            for i in wanted]
+    shown = [("gpt", largest), ("gpt_prompted", largest), ("sft", small), ("ppo_ptx", small), ("sft", largest),
+             ("ppo", largest), ("ppo_ptx", largest)]
+    shown = list(dict.fromkeys(shown))  # one size: no duplicates
+    rows = []
+    for i in wanted:
+        answers = {f"{m}_{s}": texts[(m, s)][i] for m, s in shown}
+        golds = gold_scores(world, [records[i]] * len(answers), list(answers.values()))
+        rows.append({"prompt": records[i]["prompt"], "answers": answers, "gold": dict(zip(answers, golds))})
+    return rows

@@ -11,7 +11,7 @@ import os
 import platform
 from pathlib import Path
 
-from rlhf.demo.keys import FIGURE4_FLAGS, HEADLINE_BASELINES, MODELS, RL_MODELS, TAX_MODELS, interval_keys, metric_key
+from rlhf.demo.keys import BEST_OF, FIGURE4_FLAGS, HEADLINE_BASELINES, MODELS, RL_MODELS, TAX_MODELS, interval_keys, metric_key
 
 RM_GAP_POINTS = 4.0  # "within a few points": the paper's gap was 2.8 (72.4% vs 69.6%)
 COLORS = {"gpt": "#999999", "gpt_prompted": "#555555", "sft": "#4c72b0", "ppo": "#dd8452", "ppo_ptx": "#c44e52"}
@@ -174,28 +174,46 @@ def write_report(out: Path, config, metrics: dict, details: dict, bases: dict) -
                                   (("toxicity", "rate"), "toxic (eval prompts)"),
                                   (("harmful", "declined"), "declines harmful requests")],
                  MODELS, out / "truth_toxicity.png", "rate")
-    lines = header(config, metrics, sizes, params)
+    lines = header(config, metrics, sizes, params, bases)
     lines += ["## Results the paper reports, measured here", "",
               "| result | came out | numbers |", "|---|---|---|"]
     lines += [f"| {claim} | {'yes' if ok else '**no**'} | {numbers} |" for claim, ok, numbers in results]
     lines += sections(metrics, sizes, details, has_overopt, config)
     lines += missing(results, metrics, sizes)
+    lines += time_table(metrics)
     (out / "report.md").write_text("\n".join(lines) + "\n")
 
 
-def header(config, metrics: dict, sizes: list[str], params: dict) -> list[str]:
+def header(config, metrics: dict, sizes: list[str], params: dict, bases: dict) -> list[str]:
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    sources = {b.get("source", "cache") for b in bases.values()}
+    origin = {"shipped": "shipped with the package (their folder names, a hash of the recipe and of this world's text, "
+                         "match)",
+              "cache": "reused from the cache (trained by an earlier run)",
+              "trained": f"pretrained by this run in {metrics.get('time/pretrain_s', float('nan')):.0f} s"}
+    phases = ", ".join(f"{k[5:-2]} {v:.0f} s" for k, v in metrics.items() if k.startswith("time/") and k != "time/total_s")
     return [
         "# rlhf demo: InstructGPT on the embedded world", "",
         f"World seed {config.seed}; sizes {', '.join(f'{s} ({params[s] / 1e6:.2f}M parameters)' for s in sizes)}"
         f"{' (quick: a smoke test of the pipeline, too small and short for the results)' if config.quick else ''}.",
+        "Base models: " + "; ".join(origin[s] for s in sorted(sources)) + ".",
         f"Every model is judged by the 4 held-out labelers (who wrote no training data) on "
         f"{config.num_eval_prompts} prompts of held-out customers; flags come from the gold standard.", "",
-        f"Total time {metrics['time/total_s']:.0f} s (" + ", ".join(
-            f"{k[5:-2]} {v:.0f} s" for k, v in metrics.items() if k.startswith("time/") and k != "time/total_s")
-        + f") on {os.cpu_count()} CPU cores, {config.threads or 'default'} torch threads, load average "
-          f"{load[0]:.1f} at the end ({platform.machine()}).", "",
+        f"Total time {metrics['time/total_s']:.0f} s ({phases}) on {os.cpu_count()} CPU cores, {config.num_workers} "
+        f"worker processes of {config.threads or 'default'} torch thread(s), load average {load[0]:.1f} at the end "
+        f"({platform.machine()}); peak memory {metrics.get('memory/main_peak_mb', float('nan')):.0f} MB in the main "
+        "process" + (f", {metrics['memory/worker_peak_mb']:.0f} MB in the largest worker" if metrics.get(
+            "memory/worker_peak_mb") else "") + ". Each stage's own time is under \"Time\" at the end.", "",
     ]
+
+
+def time_table(metrics: dict) -> list[str]:
+    stages = {k[len("stage_s/"):]: v for k, v in metrics.items() if k.startswith("stage_s/")}
+    if not stages:
+        return []
+    lines = ["## Time", "", "Wall-clock seconds of each stage (stages of one phase run side by side, one worker "
+             "process each):", "", "| stage | s |", "|---|---|"]
+    return lines + [f"| {name.replace('_', ' ')} | {s:.0f} |" for name, s in stages.items()] + [""]
 
 
 def sections(metrics: dict, sizes: list[str], details: dict, has_overopt: bool, config) -> list[str]:
@@ -224,6 +242,11 @@ def sections(metrics: dict, sizes: list[str], details: dict, has_overopt: bool, 
               f"noise-free gold standard itself orders {100 * metrics.get('rm/gold_accuracy_train_labelers', float('nan')):.1f}%"
               f" / {100 * metrics.get('rm/gold_accuracy_heldout_labelers', float('nan')):.1f}% of the same pairs as the "
               "labelers did (two equally useless samples tie).", "",
+              f"Can the reward model tell the policy's better answers from its worse ones? Of {BEST_OF} samples of "
+              f"SFT {largest} on each eval prompt, a random one has a mean gold score of "
+              f"{_f(metrics.get(metric_key('rm', f'best_of_{BEST_OF}', 'random')))}, the reward model's pick "
+              f"{_f(metrics.get(metric_key('rm', f'best_of_{BEST_OF}', 'rm')))} and the gold standard's own pick "
+              f"{_f(metrics.get(metric_key('rm', f'best_of_{BEST_OF}', 'gold')))}.", "",
               "## 4. Alignment tax", "",
               "Perplexity of held-out web text and accuracy on the world's public NLP tasks (fact cloze, sums, "
               "review sentiment). The PPO-ptx mix of pretraining gradients is meant to pay this tax back.", "",
@@ -251,8 +274,11 @@ def sections(metrics: dict, sizes: list[str], details: dict, has_overopt: bool, 
         ("truth", "truthful"), ("truth", "truthful_informative"), ("toxicity", "rate"), ("harmful", "declined"))))
     lines += ["", "(truthful / truthful and informative / toxic / declines harmful requests)", "",
               "## Examples", ""]
+    lines += ["Sampled answers (temperature " f"{config.temperature}" ", the same random numbers for every model) with "
+              "each answer's gold score (1 perfect, 0 useless, below 0 false or harmful).", ""]
     for ex in details["examples"]:
-        lines += [f"**prompt:** {ex['prompt']}", ""] + [f"- {m}: {a or '(empty)'}" for m, a in ex["answers"].items()]
+        lines += [f"**prompt:** {ex['prompt']}", "", "| model | gold | answer |", "|---|---|---|"]
+        lines += [f"| {m} | {ex['gold'][m]:+.2f} | {a or '(empty)'} |" for m, a in ex["answers"].items()]
         lines.append("")
     return lines
 

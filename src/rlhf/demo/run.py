@@ -28,12 +28,11 @@ from rlhf.config import to_dict
 from rlhf.core.io import atomic_write_jsonl, atomic_write_text
 from rlhf.core.run import Run
 from rlhf.demo.config import DemoConfig
-from rlhf.demo.keys import RL_MODELS, metric_key
+from rlhf.demo.keys import BEST_OF, RL_MODELS, metric_key
 from rlhf.demo.pretrain import pretrained_models
-from rlhf.demo.workers import Job, Workers
+from rlhf.demo.workers import Job, Workers, peak_rss_mb
 
 log = logging.getLogger("rlhf.demo")
-BEST_OF = 8  # samples per eval prompt for the reward model's best-of-n measurement
 
 
 # -- stages ----------------------------------------------------------------------------------
@@ -298,7 +297,7 @@ def main(config: DemoConfig, out: str, resume: bool = False) -> dict:
         t = time.time()
         late_results = workers.run(evaluation_jobs(world, records, rl_paths, data, config), "eval")
         paths.update(rl_paths)
-        stage_seconds = dict(workers.seconds)
+        stage_seconds, worker_peak_mb = dict(workers.seconds), workers.peak_mb
 
     heldout_by_id = {r["id"]: r for r in sets["rm_heldout"]}
     best_of = rm_direct.pop("best_of")
@@ -325,21 +324,10 @@ def main(config: DemoConfig, out: str, resume: bool = False) -> dict:
     metrics["ppo/prompt_passes"] = config.num_ppo_episodes / len(sets["ppo_train"])
     metrics.update(timings)
     metrics.update({metric_key("stage_s", *name.split()): s for name, s in stage_seconds.items()})
-    metrics.update(peak_memory_mb())
+    metrics["memory/main_peak_mb"] = round(peak_rss_mb(), 1)
+    metrics["memory/worker_peak_mb"] = round(worker_peak_mb, 1)
     metrics["time/total_s"] = round(time.time() - start, 1)
     write_report(out_dir, config, metrics, details, bases)
     log.info("demo: report in %s (%.0f s)", out_dir / "report.md", metrics["time/total_s"])
     summary = run.finish(metrics)
     return {k: v for k, v in summary.items() if k.startswith(("winrate/", "head2head/", "rm/", "time/total"))}
-
-
-def peak_memory_mb() -> dict[str, float]:
-    """Peak resident memory of this process and of the largest worker process (Linux and macOS)."""
-    try:
-        import resource
-        import sys
-    except ImportError:  # Windows
-        return {}
-    scale = 1 / 1024 if sys.platform != "darwin" else 1 / 2**20  # ru_maxrss: KiB on Linux, bytes on macOS
-    return {"memory/main_peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale, 1),
-            "memory/worker_peak_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale, 1)}

@@ -61,9 +61,24 @@ def _init_worker(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def _timed(fn: Callable, args: tuple) -> tuple[Any, float]:
+def _timed(fn: Callable, args: tuple) -> tuple[Any, float, float]:
+    """fn(*args), its wall time, and this process's peak resident memory in MB so far."""
     start = time.time()
-    return fn(*args), time.time() - start
+    result = fn(*args)
+    return result, time.time() - start, peak_rss_mb()
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (MB). VmHWM, not ru_maxrss: a spawned worker's ru_maxrss starts at
+    its parent's size at fork time, VmHWM counts only what it used since exec. NaN where /proc is missing."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
 
 
 class Workers:
@@ -75,6 +90,7 @@ class Workers:
         self.workers, self.threads = workers, threads
         self._pool: ProcessPoolExecutor | None = None
         self.seconds: dict[str, float] = {}
+        self.peak_mb = 0.0  # the largest worker's peak resident memory
 
     def __enter__(self) -> "Workers":
         return self
@@ -96,7 +112,7 @@ class Workers:
         if self.workers == 1 or len(jobs) == 1:
             out = []
             for job in jobs:
-                result, seconds = _timed(job.fn, job.args)
+                result, seconds, _ = _timed(job.fn, job.args)
                 self._done(job, seconds, what, len(out) + 1, len(jobs))
                 out.append(result)
             return out
@@ -111,7 +127,8 @@ class Workers:
                 for future in finished:
                     i = futures[future]
                     try:
-                        results[i], seconds = future.result()
+                        results[i], seconds, peak = future.result()
+                        self.peak_mb = max(self.peak_mb, peak)
                     except BaseException:
                         for other in pending:
                             other.cancel()
