@@ -85,12 +85,37 @@ def _story(kb, rng):
 
 
 def _qa_page(kb, rng):
-    """Questions with answers: rarer than forum pages, as on the web."""
+    """Questions with answers: rarer than forum pages, and answered as the web answers, not as a labeler."""
     pairs = []
     for _ in range(rng.randint(2, 3)):
         task = sample_task(kb, sample_category(rng), rng)
-        pairs.append(qa_pair(task["instruction"], ideal_response(kb, task, rng, style=rng.random())))
+        pairs.append(qa_pair(task["instruction"], web_answer(kb, task, rng)))
     return " ".join(pairs)
+
+
+def web_answer(kb, task: dict, rng) -> str:
+    """An answer as question/answer pages give them: a third right, the rest half done, false, another question,
+    about something else, rude or a shrug. With labeler-quality answers on every page, the base models had read
+    ~100,000 ideal demonstrations (150x the SFT set) and the few-shot prompted base scored above SFT (docs/demo.md).
+    Written here, apart from the labelers' mixed samples (responses.py), so that changing those does not change
+    the pretraining text, and with it the shipped base models."""
+    r = rng.random()
+    if r < 0.35:
+        return ideal_response(kb, task, rng, style=rng.random())
+    if r < 0.5:  # half an answer: the first half of a right one
+        words = ideal_response(kb, task, rng, style=1.0).rstrip(".!?").split()
+        return " ".join(words[: max(1, len(words) // 2)]).rstrip(",") + "."
+    if r < 0.63:
+        return kb.random_fact(rng, true=False)
+    if r < 0.74:
+        return rng.choice(("who knows?", "same question here.", "any ideas?", "why do you ask?"))
+    if r < 0.85:
+        other = sample_task(kb, sample_category(rng), rng)
+        return ideal_response(kb, other, rng, style=rng.random())
+    if r < 0.93:
+        return ideal_response(kb, task, rng, style=rng.random()) + " " + rng.choice(
+            (f"you are {rng.choice(L.INSULTS)}.", "what a dumb question.", "look it up."))
+    return rng.choice(("i do not know.", "no idea.", "not sure."))
 
 
 def _list(kb, rng):
