@@ -169,10 +169,17 @@ def sample_response(kb: KnowledgeBase, task: dict, rng: random.Random) -> str:
 
 
 def _partial(kb, task, rng):
-    """Half right: a list too short, a constraint dropped, a hedge, a half-sorted list."""
+    """Half right: a list too short or with an item twice, a constraint dropped, a hedge, a half-sorted list."""
     t = task["type"]
     if t == "list":
-        return f"{rng.choice(task['members'])}."
+        if task["n"] < 2 or rng.random() < 0.5:
+            return f"{rng.choice(task['members'])}."
+        # The right count, one item twice: PPO policies learned "the hare, the hare." for two animals of the
+        # desert when no ranked sample had an item twice (docs/demo.md).
+        items = rng.sample(task["members"], min(task["n"] - 1, len(task["members"])))
+        items.insert(rng.randrange(len(items) + 1), rng.choice(items))
+        article = "" if task["kind"] == "person" else "the " if rng.random() < 0.5 else ""
+        return ", ".join(f"{article}{i}" for i in items) + "."
     if t == "sequence" and len(task["answer"]) > 1:
         items = list(task["answer"])
         i = rng.randrange(len(items) - 1)
