@@ -76,11 +76,10 @@ def generate_baselines(setup: dict, repeats: int, precision: str) -> dict:
     """Tokens/s of plain HF generate (KV cache) and of PPO's sampler on the same 16 prompts."""
     from transformers import GenerationConfig
 
-    from rlhf.core.generate import left_pad
+    from rlhf.core.generate import episode_noise, left_pad, sample
     from rlhf.core.models import load_causal_lm, load_tokenizer
     from rlhf.core.tokens import encode_prompt
     from rlhf.data import read_records
-    from rlhf.ppo.rollout import episode_noise, sample
 
     tok = load_tokenizer(setup["policy"])
     model = load_causal_lm(setup["policy"]).eval()

@@ -207,12 +207,6 @@ def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
-def save_config(config: Any, path: str | Path) -> None:
-    from rlhf.core.io import atomic_write_text
-
-    atomic_write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))
-
-
 def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
     """Rows (dotted key, default, doc) for --help, nested configs flattened."""
     rows = []

@@ -5,12 +5,12 @@ Length groups: worked by hand, and scoring in groups equals scoring in one batch
 import pytest
 import torch
 
+from rlhf.core.generate import episode_noise, pick_tokens, response_mask_from, sample
+from rlhf.core.groups import length_groups, padding_fraction
+from rlhf.core.lm import response_logits
 from rlhf.core.models import load_causal_lm, load_tokenizer
 from rlhf.core.reward import reward_model_from_lm
-from rlhf.core.groups import length_groups, padding_fraction
-from rlhf.ppo.rollout import (
-    Reference, episode_noise, pick_tokens, response_logits, response_mask_from, sample, score_episodes,
-)
+from rlhf.ppo.rollout import Reference, score_episodes
 
 
 def test_inverse_cdf_pick_by_hand():

@@ -72,7 +72,7 @@ def pretrain_nll(model_dir: str, pretrain_file: str) -> float:
 
     from rlhf.core.models import load_causal_lm, load_tokenizer
     from rlhf.eval.run import perplexity
-    from rlhf.ppo.data import load_pretrain
+    from rlhf.data.pretraining import load_pretrain
 
     tok = load_tokenizer(model_dir)
     docs = load_pretrain(pretrain_file, tok, 64)

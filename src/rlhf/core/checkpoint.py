@@ -1,4 +1,4 @@
-"""Resumable checkpoints, written atomically.
+"""Resumable checkpoints and the final model, written atomically.
 
 A checkpoint is a folder `checkpoints/step-000123/` holding every trained module's
 weights (safetensors), the optimizer and scheduler state, each process's RNG
@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from rlhf.core.io import atomic_replace_dir, atomic_write_json
+from rlhf.core.models import unwrap_for_save
 
 
 def _ckpt_dir(out: Path) -> Path:
@@ -94,3 +95,11 @@ def load_checkpoint(path: str | Path, modules: dict, optimizers: dict, accelerat
 
         random.setstate(ast.literal_eval(json.loads((path / f"rng_{rank}.json").read_text())["python"]))
     return json.loads((path / "state.json").read_text())
+
+
+def save_final(model, tokenizer, out: Path) -> None:
+    """out/final/: a plain transformers folder (LoRA merged), written atomically."""
+    tmp = Path(out) / ".tmp-final"
+    unwrap_for_save(model).save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    atomic_replace_dir(tmp, Path(out) / "final")

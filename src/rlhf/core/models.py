@@ -158,6 +158,3 @@ def unwrap_for_save(model):
         return copy.deepcopy(model).merge_and_unload()
     return model
 
-
-def count_parameters(model) -> int:
-    return sum(p.numel() for p in model.parameters())

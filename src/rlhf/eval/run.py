@@ -18,19 +18,19 @@ from pathlib import Path
 import torch
 
 from rlhf.config import load_callable
-from rlhf.core.generate import decode_responses
+from rlhf.core.generate import decode_responses, episode_noise, sample
 from rlhf.core.io import atomic_write_jsonl
+from rlhf.core.lm import response_logits
 from rlhf.core.models import load_causal_lm, load_tokenizer
 from rlhf.core.ops import token_logprobs
 from rlhf.core.run import Run
 from rlhf.core.tokens import encode_prompt, fit_prompt
 from rlhf.core.train import seed_everything
 from rlhf.data import read_records
+from rlhf.data.pretraining import collate_text, load_pretrain
 from rlhf.eval.config import EvalConfig
 from rlhf.eval.plots import plot_training, plot_winrates, read_history
 from rlhf.eval.winrate import RewardModelJudge, bootstrap_interval, judge_all, model_labels, outcomes
-from rlhf.ppo.data import collate_text, load_pretrain
-from rlhf.ppo.rollout import episode_noise, response_logits, sample
 
 log = logging.getLogger("rlhf.eval")
 

@@ -1,16 +1,14 @@
-"""PPO's inputs: prompts for episodes and pretraining text for the ptx term, tokenised once.
+"""PPO's prompts, tokenised once, and the seeded streams that pick them.
 
-Which prompts make iteration i and which pretraining sequences make optimizer step k
-are functions of the seed and the counter only, so every process and a resumed run
-agree without saving any order."""
+Which prompts make iteration i and which pretraining sequences (`data/pretraining.py`)
+make optimizer step k are functions of the seed and the counter only, so every process
+and a resumed run agree without saving any order."""
 
 from __future__ import annotations
 
 import functools
 import logging
 from dataclasses import dataclass
-
-import torch
 
 from rlhf.core.tokens import encode_prompt, fit_prompt
 from rlhf.core.train import epoch_order
@@ -53,25 +51,3 @@ def sequence_item(num_items: int, seed: int, n: int) -> int:
 @functools.lru_cache(maxsize=4)
 def _order(num_items: int, seed: int, epoch: int) -> tuple[int, ...]:
     return tuple(epoch_order(num_items, seed, epoch))
-
-
-def load_pretrain(path: str, tokenizer, max_length: int, skip_bad_records: bool = False) -> list[list[int]]:
-    """Pretraining documents (formats: pretraining text) as token ids with EOS, cut to max_length."""
-    records = read_records(path, "pretrain", skip_bad_records=skip_bad_records)
-    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    docs = [(tokenizer(r["text"], add_special_tokens=True)["input_ids"] + eos)[:max_length] for r in records]
-    docs = [d for d in docs if len(d) >= 2]  # one token has no next-token target
-    if not docs:
-        raise ValueError(f"{path}: no pretraining document has two or more tokens")
-    return docs
-
-
-def collate_text(docs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded (b, L) ids and attention mask."""
-    L = max((len(d) for d in docs), default=1)
-    ids = torch.full((len(docs), L), pad_id, dtype=torch.long)  # (b, L)
-    mask = torch.zeros((len(docs), L), dtype=torch.long)  # (b, L)
-    for i, d in enumerate(docs):
-        ids[i, : len(d)] = torch.tensor(d)
-        mask[i, : len(d)] = 1
-    return ids.to(device), mask.to(device)

@@ -24,23 +24,11 @@ from dataclasses import dataclass, fields
 import torch
 from torch import nn
 
-# The sampler lives in core so SFT's validation-reward selection and eval share it; the names
-# stay importable from here.
-from rlhf.core.generate import (  # noqa: F401
-    episode_noise, left_pad, pick_tokens, positions_from_mask, response_mask_from, sample,
-)
-from rlhf.core.lm import backbone_and_head
+from rlhf.core.generate import positions_from_mask
+from rlhf.core.lm import response_logits
 from rlhf.core.ops import entropy_from_logits, token_logprobs
 from rlhf.core.reward import last_token_index
 from rlhf.core.streams import run_side_by_side
-
-
-def response_logits(lm, ids: torch.Tensor, mask: torch.Tensor, prompt_len: int) -> torch.Tensor:
-    """Logits predicting each response token, unembedding only those. (B, P+R) -> (B, R, V)."""
-    body, head = backbone_and_head(lm)
-    hidden = body(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask),
-                  use_cache=False).last_hidden_state  # (B, P+R, H)
-    return head(hidden[:, prompt_len - 1 : -1])  # (B, R, V)
 
 
 def trim_bounds(prompt_mask: torch.Tensor, response_mask: torch.Tensor) -> tuple[int, int]:

@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 
 from rlhf.config import ConfigError, load_callable
-from rlhf.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from rlhf.core.generate import decode_responses
+from rlhf.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, save_final
+from rlhf.core.generate import decode_responses, episode_noise, sample
 from rlhf.core.groups import consecutive_groups, length_groups, padding_fraction
 from rlhf.core.models import apply_lora, load_causal_lm, load_tokenizer, set_dropout
 from rlhf.core.ops import token_logprobs
@@ -31,13 +31,13 @@ from rlhf.core.run import Run, progress
 from rlhf.core.streams import run_side_by_side, streams_available
 from rlhf.core.train import backward_micro_batches, make_accelerator, make_optimizer, seed_everything
 from rlhf.ppo.config import PPOConfig
-from rlhf.ppo.data import batch_prompt_indices, collate_text, load_pretrain, load_prompts, sequence_item
+from rlhf.data.pretraining import collate_text, load_pretrain
+from rlhf.ppo.data import batch_prompt_indices, load_prompts, sequence_item
 from rlhf.ppo.loss import (
     KLController, explained_variance, gae, kl_rewards, policy_loss, ppo_ptx_objective, ptx_loss, value_loss,
     whiten_advantages,
 )
-from rlhf.ppo.rollout import PolicyAndValue, Reference, Rollout, episode_noise, gather_rollout, sample, score_episodes
-from rlhf.sft.train import save_final
+from rlhf.ppo.rollout import PolicyAndValue, Reference, Rollout, gather_rollout, score_episodes
 
 log = logging.getLogger("rlhf.ppo")
 

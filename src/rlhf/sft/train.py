@@ -13,10 +13,9 @@ from pathlib import Path
 
 import torch
 
-from rlhf.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from rlhf.core.io import atomic_replace_dir
+from rlhf.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, save_final
 from rlhf.core.lm import ResponseLM
-from rlhf.core.models import load_causal_lm, load_tokenizer, unwrap_for_save
+from rlhf.core.models import load_causal_lm, load_tokenizer
 from rlhf.core.run import Run, progress, progress_iter
 from rlhf.core.train import (
     accumulation_steps, backward_micro_batches, clip_and_step, epoch_order, halves, make_accelerator,
@@ -71,14 +70,6 @@ def evaluate_reward(model, tokenizer, eval_file: str, config: SFTConfig, reward_
     texts = [tokenizer.decode(r, skip_special_tokens=True) for r in responses]
     scores = reward_model.score(prompts, texts, max_length=config.max_length)
     return sum(scores) / len(scores)
-
-
-def save_final(model, tokenizer, out: Path) -> None:
-    """final/: a plain transformers folder (LoRA merged), written atomically."""
-    tmp = out / ".tmp-final"
-    unwrap_for_save(model).save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    atomic_replace_dir(tmp, out / "final")
 
 
 def main(config: SFTConfig, out: str, resume: bool = False) -> dict[str, float]:
