@@ -76,15 +76,16 @@ def generate_baselines(setup: dict, repeats: int, precision: str) -> dict:
     """Tokens/s of plain HF generate (KV cache) and of PPO's sampler on the same 16 prompts."""
     from transformers import GenerationConfig
 
-    from rlhf.core.generate import episode_noise, left_pad, sample
+    from rlhf.core.generate import episode_noise, sample
     from rlhf.core.models import load_causal_lm, load_tokenizer
+    from rlhf.core.ops import pad_rows
     from rlhf.core.tokens import encode_prompt
     from rlhf.data import read_records
 
     tok = load_tokenizer(setup["policy"])
     model = load_causal_lm(setup["policy"]).eval()
     prompts = [encode_prompt(tok, r["prompt"]) for r in read_records(setup["prompts_file"], "prompt")]
-    ids, mask = left_pad(prompts, tok.pad_token_id)
+    ids, mask = pad_rows(prompts, tok.pad_token_id, left=True)
     gen = GenerationConfig(max_new_tokens=32, min_new_tokens=32, do_sample=True, top_k=0, top_p=1.0, temperature=1.0,
                            pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, use_cache=True)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")

@@ -12,16 +12,7 @@ from __future__ import annotations
 
 import torch
 
-
-def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, P) ids and attention mask, prompts aligned to the right edge."""
-    P = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), P), pad_id, dtype=torch.long)  # (B, P)
-    mask = torch.zeros((len(prompts), P), dtype=torch.long)  # (B, P)
-    for b, p in enumerate(prompts):
-        ids[b, P - len(p) :] = torch.tensor(p)
-        mask[b, P - len(p) :] = 1
-    return ids, mask
+from rlhf.core.ops import pad_rows
 
 
 def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:
@@ -59,7 +50,7 @@ def sample(model, prompts: list[list[int]], noise: torch.Tensor, temperature: fl
     Returns prompt_ids, prompt_mask (B, P) and response_ids, response_mask (B, R)."""
     device = next(model.parameters()).device
     B, R = noise.shape
-    prompt_ids, prompt_mask = (x.to(device) for x in left_pad(prompts, pad_id))  # (B, P)
+    prompt_ids, prompt_mask = (x.to(device) for x in pad_rows(prompts, pad_id, left=True))  # (B, P)
     response_ids = torch.full((B, R), pad_id, dtype=torch.long, device=device)  # (B, R)
     done = torch.zeros(B, dtype=torch.bool, device=device)  # (B,)
     mask = prompt_mask

@@ -45,11 +45,23 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def jsonl_text(records: Iterable[dict]) -> str:
+    """Records as JSON lines, one object a line, each ending in a newline."""
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+
+
 def atomic_write_jsonl(path: str | Path, records: Iterable[dict]) -> int:
-    """Write records one JSON object a line; returns the number written."""
-    lines = [json.dumps(r, ensure_ascii=False) for r in records]
-    atomic_write_text(path, "".join(line + "\n" for line in lines))
-    return len(lines)
+    """Replace `path` with records one JSON object a line; returns the number written."""
+    records = list(records)
+    atomic_write_text(path, jsonl_text(records))
+    return len(records)
+
+
+def append_jsonl(path: str | Path, records: Iterable[dict]) -> None:
+    """Add records to the end of a JSON-lines log in one write, so a kill leaves whole lines behind
+    it (at worst a cut last line), never a rewritten file."""
+    with Path(path).open("a", encoding="utf-8") as f:
+        f.write(jsonl_text(records))
 
 
 def atomic_replace_dir(tmp_dir: str | Path, final_dir: str | Path) -> None:

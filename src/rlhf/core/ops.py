@@ -9,6 +9,19 @@ import torch
 import torch.nn.functional as F
 
 
+def pad_rows(rows: list[list[int]], pad_id: int, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token rows of different lengths as (B, T) ids and attention mask, T the longest row. Padded on the
+    right, or on the `left` for prompts that generation continues (every row's last token in the last column)."""
+    T = max((len(r) for r in rows), default=0)
+    ids = torch.full((len(rows), T), pad_id, dtype=torch.long)  # (B, T)
+    mask = torch.zeros((len(rows), T), dtype=torch.long)  # (B, T)
+    for b, row in enumerate(rows):
+        cols = slice(T - len(row), T) if left else slice(0, len(row))
+        ids[b, cols] = torch.tensor(row, dtype=torch.long)
+        mask[b, cols] = 1
+    return ids, mask
+
+
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim=None) -> torch.Tensor:
     mask = mask.to(x.dtype)
     if dim is None:

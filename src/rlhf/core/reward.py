@@ -24,6 +24,7 @@ from rlhf.core.io import atomic_replace_dir, atomic_write_json
 from rlhf.core.models import (
     LoraConfig, apply_lora, enable_checkpointing, model_source, resolve_dtype, set_dropout, use_fused_activations,
 )
+from rlhf.core.ops import pad_rows
 
 FORMAT = "rlhf.reward_model/1"
 
@@ -93,13 +94,7 @@ class RewardModel(nn.Module):
         device = next(self.parameters()).device
         scores: list[float] = []
         for i in range(0, len(rows), batch_size):
-            chunk = rows[i : i + batch_size]
-            T = max(len(r) for r in chunk)
-            ids = torch.full((len(chunk), T), tok.pad_token_id, dtype=torch.long)
-            mask = torch.zeros((len(chunk), T), dtype=torch.long)
-            for b, r in enumerate(chunk):
-                ids[b, : len(r)] = torch.tensor(r)
-                mask[b, : len(r)] = 1
+            ids, mask = pad_rows(rows[i : i + batch_size], tok.pad_token_id)  # (b, T)
             scores += self(ids.to(device), mask.to(device)).tolist()
         self.train(was_training)
         return scores

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from rlhf.config import ConfigError, to_dict
-from rlhf.core.io import atomic_write_json, atomic_write_text
+from rlhf.core.io import append_jsonl, atomic_write_json, atomic_write_jsonl, atomic_write_text
 
 log = logging.getLogger("rlhf")
 
@@ -85,15 +85,14 @@ class Run:
         """On resume, forget logged steps after the checkpoint (they will be redone)."""
         self.history = [h for h in self.history if h.get("step", 0) <= step]
         if self.is_main:
-            atomic_write_text(self.out / "log.jsonl", "".join(json.dumps(h) + "\n" for h in self.history))
+            atomic_write_jsonl(self.out / "log.jsonl", self.history)
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         if not self.is_main:
             return
         row = {"step": step, **{k: float(v) for k, v in metrics.items()}}
         self.history.append(row)
-        with (self.out / "log.jsonl").open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        append_jsonl(self.out / "log.jsonl", [row])
         for key, value in metrics.items():
             self.writer.add_scalar(key, float(value), step)
         self.writer.flush()

@@ -3,8 +3,6 @@ measures perplexity on it."""
 
 from __future__ import annotations
 
-import torch
-
 from rlhf.data.io import read_records
 
 
@@ -18,13 +16,3 @@ def load_pretrain(path: str, tokenizer, max_length: int, skip_bad_records: bool 
         raise ValueError(f"{path}: no pretraining document has two or more tokens")
     return docs
 
-
-def collate_text(docs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded (b, L) ids and attention mask."""
-    L = max((len(d) for d in docs), default=1)
-    ids = torch.full((len(docs), L), pad_id, dtype=torch.long)  # (b, L)
-    mask = torch.zeros((len(docs), L), dtype=torch.long)  # (b, L)
-    for i, d in enumerate(docs):
-        ids[i, : len(d)] = torch.tensor(d)
-        mask[i, : len(d)] = 1
-    return ids.to(device), mask.to(device)

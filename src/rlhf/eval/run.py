@@ -22,12 +22,12 @@ from rlhf.core.generate import decode_responses, episode_noise, sample
 from rlhf.core.io import atomic_write_jsonl
 from rlhf.core.lm import response_logits
 from rlhf.core.models import load_causal_lm, load_tokenizer
-from rlhf.core.ops import token_logprobs
+from rlhf.core.ops import pad_rows, token_logprobs
 from rlhf.core.run import Run
 from rlhf.core.tokens import encode_prompt, fit_prompt
 from rlhf.core.train import seed_everything
 from rlhf.data import read_records
-from rlhf.data.pretraining import collate_text, load_pretrain
+from rlhf.data.pretraining import load_pretrain
 from rlhf.eval.config import EvalConfig
 from rlhf.eval.plots import plot_training, plot_winrates, read_history
 from rlhf.eval.winrate import RewardModelJudge, bootstrap_interval, judge_all, model_labels, outcomes
@@ -57,20 +57,14 @@ def sample_model(model, tokenizer, prompts: list, config: EvalConfig) -> Samples
     for i in range(0, len(ids), config.batch_size):
         noise = episode_noise(config.seed, list(range(i, min(i + config.batch_size, len(ids)))), config.max_new_tokens)
         parts.append(sample(model, ids[i : i + config.batch_size], noise, config.temperature, config.top_p,
-                            tokenizer.eos_token_id, tokenizer.pad_token_id))
-    P = max(p[0].shape[1] for p in parts)
-    prompt_ids = torch.cat([_left_pad_to(p[0], P, tokenizer.pad_token_id) for p in parts])  # (N, P)
-    prompt_mask = torch.cat([_left_pad_to(p[1], P, 0) for p in parts])  # (N, P)
-    response_ids, response_mask = torch.cat([p[2] for p in parts]), torch.cat([p[3] for p in parts])  # (N, R)
+                            tokenizer.eos_token_id, tokenizer.pad_token_id)[2:])
+    response_ids, response_mask = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])  # (N, R)
+    # every prompt padded to the longest of all, as the sampler padded each batch's
+    prompt_ids, prompt_mask = (x.to(response_ids.device) for x in pad_rows(ids, tokenizer.pad_token_id, left=True))
     texts = decode_responses(tokenizer, response_ids, response_mask)
     s = Samples(prompt_ids, prompt_mask, response_ids, response_mask, texts, torch.zeros(0))
     s.logprobs = response_logprob(model, s, config)
     return s
-
-
-def _left_pad_to(x: torch.Tensor, width: int, fill: int) -> torch.Tensor:
-    pad = torch.full((x.shape[0], width - x.shape[1]), fill, dtype=x.dtype, device=x.device)
-    return torch.cat([pad, x], 1)
 
 
 @torch.no_grad()
@@ -94,7 +88,7 @@ def perplexity(model, docs: list[list[int]], pad_id: int, batch_size: int) -> fl
     device = next(model.parameters()).device
     nll, tokens = 0.0, 0
     for i in range(0, len(docs), batch_size):
-        ids, mask = collate_text(docs[i : i + batch_size], pad_id, device)  # (b, L)
+        ids, mask = (x.to(device) for x in pad_rows(docs[i : i + batch_size], pad_id))  # (b, L)
         logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1]  # (b, L-1, V)
         lp = token_logprobs(logits, ids[:, 1:])  # (b, L-1)
         nll -= float((lp * mask[:, 1:]).sum())

@@ -111,9 +111,8 @@ def gather_rollout(rollout: Rollout, accelerator, pad_id: int) -> Rollout:
     out = {}
     for f in fields(rollout):
         x = getattr(rollout, f.name)
-        if f.name.startswith("prompt") and x.shape[1] < P:
-            fill = 0 if f.name == "prompt_mask" else pad_id
-            x = torch.cat([torch.full((x.shape[0], P - x.shape[1]), fill, dtype=x.dtype, device=x.device), x], 1)
+        if f.name.startswith("prompt"):  # (b, P_mine) -> (b, P), padded on the left
+            x = torch.nn.functional.pad(x, (P - x.shape[1], 0), value=0 if f.name == "prompt_mask" else pad_id)
         out[f.name] = accelerator.gather(x.contiguous())
     return Rollout(**out)
 

@@ -24,14 +24,15 @@ from rlhf.config import ConfigError, load_callable
 from rlhf.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, save_final
 from rlhf.core.generate import decode_responses, episode_noise, sample
 from rlhf.core.groups import consecutive_groups, length_groups, padding_fraction
+from rlhf.core.io import append_jsonl, atomic_write_jsonl
 from rlhf.core.models import apply_lora, load_causal_lm, load_tokenizer, set_dropout
-from rlhf.core.ops import token_logprobs
+from rlhf.core.ops import pad_rows, token_logprobs
 from rlhf.core.reward import load_reward_model
 from rlhf.core.run import Run, progress
 from rlhf.core.streams import run_side_by_side, streams_available
 from rlhf.core.train import backward_micro_batches, make_accelerator, make_optimizer, seed_everything
+from rlhf.data.pretraining import load_pretrain
 from rlhf.ppo.config import PPOConfig
-from rlhf.data.pretraining import collate_text, load_pretrain
 from rlhf.ppo.data import batch_prompt_indices, load_prompts, sequence_item
 from rlhf.ppo.loss import (
     KLController, explained_variance, gae, kl_rewards, policy_loss, ppo_ptx_objective, ptx_loss, value_loss,
@@ -369,7 +370,7 @@ def micro_loss(config, net, part: str, rollout, advantages, returns, batch, num_
     idx, ptx_docs = batch
     mb, ids, mask, P, R = micro_inputs(rollout, idx)
     loss, stats = torch.zeros((), device=device), torch.zeros(8, dtype=torch.float64, device=device)
-    ptx_ids, ptx_mask = collate_text(ptx_docs, pad_id, device) if ptx_docs and part != "value" else (None, None)
+    ptx_ids, ptx_mask = (x.to(device) for x in pad_rows(ptx_docs, pad_id)) if ptx_docs and part != "value" else (None, None)
     if part == "both":
         logits, values, ptx_logits = net(ids, mask, P, ptx_ids, ptx_mask)  # (b, R, V), (b, R), (p, L-1, V)
     elif part == "policy":
@@ -408,13 +409,12 @@ def write_samples(path: Path, tokenizer, prompts, batch_idx, rollout, scores, kl
         rows.append({"prompt_id": record.get("id"), "prompt": record["prompt"], "model": f"ppo-step-{step}",
                      "response": response, "reward": round(float(scores[b]), 4), "kl": round(float(kl[b]), 4),
                      "step": step})
-    with path.open("a", encoding="utf-8") as f:
-        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    append_jsonl(path, rows)
     return rows
 
 
 def truncate_samples(path: Path, step: int, is_main: bool) -> None:
     """On resume, forget samples logged after the checkpoint (those iterations are redone)."""
     if is_main and path.exists():
-        keep = [l for l in path.read_text().splitlines() if l.strip() and json.loads(l).get("step", 0) <= step]
-        path.write_text("".join(l + "\n" for l in keep))
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        atomic_write_jsonl(path, [r for r in rows if r.get("step", 0) <= step])

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from rlhf.core.groups import length_groups
+from rlhf.core.ops import pad_rows
 from rlhf.core.run import progress_iter
 from rlhf.core.tokens import TruncationCounter, encode_pair
 from rlhf.data import read_records
@@ -62,13 +63,8 @@ def collate_rankings(rankings: list[Ranking], pad_id: int, group_cost: float | N
     """Rows of all prompts right-padded together; pairs offset into the flat row index. With `group_cost`,
     `row_group` numbers groups of rows of similar length for the model to forward apart (less padding)."""
     rows = [r for ranking in rankings for r in ranking.rows]
-    T = max(len(r) for r in rows)
     N = len(rows)
-    input_ids = torch.full((N, T), pad_id, dtype=torch.long)  # (N, T)
-    attention_mask = torch.zeros((N, T), dtype=torch.long)  # (N, T)
-    for i, r in enumerate(rows):
-        input_ids[i, : len(r)] = torch.tensor(r)
-        attention_mask[i, : len(r)] = 1
+    input_ids, attention_mask = pad_rows(rows, pad_id)  # (N, T)
     pairs, pair_prompt, offset = [], [], 0
     for p, ranking in enumerate(rankings):
         pairs += [(offset + w, offset + l) for w, l in ranking.pairs]

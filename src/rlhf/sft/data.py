@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from rlhf.core.ops import pad_rows
 from rlhf.core.run import progress_iter
 from rlhf.core.tokens import TruncationCounter, encode_pair
 from rlhf.data import read_records
@@ -45,16 +46,10 @@ def load_examples(path: str, tokenizer, max_length: int, skip_bad_records: bool)
 
 def collate_padded(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-padded rows, as long as the longest example of the micro-batch."""
-    T = max(len(e) for e in examples)
-    B = len(examples)
-    input_ids = torch.full((B, T), pad_id, dtype=torch.long)  # (B, T)
-    attention_mask = torch.zeros((B, T), dtype=torch.long)  # (B, T)
-    select = torch.zeros((B, T), dtype=torch.bool)  # (B, T)
+    input_ids, attention_mask = pad_rows([e.ids for e in examples], pad_id)  # (B, T)
+    select = torch.zeros(input_ids.shape, dtype=torch.bool)  # (B, T)
     for b, e in enumerate(examples):
-        n, p = len(e), len(e.prompt_ids)
-        input_ids[b, :n] = torch.tensor(e.ids)
-        attention_mask[b, :n] = 1
-        select[b, p - 1 : n - 1] = True  # position t predicts token t+1 of the response
+        select[b, len(e.prompt_ids) - 1 : len(e) - 1] = True  # position t predicts token t+1 of the response
     targets = torch.roll(input_ids, -1, dims=1)  # (B, T): next token
     return {"input_ids": input_ids, "attention_mask": attention_mask, "select": select, "targets": targets[select]}
 
