@@ -47,7 +47,8 @@ def two_torch_threads():
 
 def count_side_by_side(monkeypatch, *modules) -> list[int]:
     """Patch core.streams.run_side_by_side (and the name in core.train and in each of `modules`, which import
-    it) to record how many pieces each call ran; returns the list it appends to."""
+    it) to record how many pieces each call ran; returns the list it appends to. PPO reaches it through
+    core.streams.run_pieces."""
     from rlhf.core import streams
     from rlhf.core import train as core_train
 

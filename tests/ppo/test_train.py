@@ -177,8 +177,8 @@ def test_nan_loss_stops_the_run(ppo_world, tmp_path, monkeypatch):
     from rlhf.core.train import NonFiniteLossError
     from rlhf.ppo import train as ppo_train
 
-    real = ppo_train.policy_terms
-    monkeypatch.setattr(ppo_train, "policy_terms", lambda *a, **k: (real(*a, **k)[0] * float("nan"), real(*a, **k)[1]))
+    real = ppo_train.minibatch_loss
+    monkeypatch.setattr(ppo_train, "minibatch_loss", lambda *a, **k: (real(*a, **k)[0] * float("nan"), real(*a, **k)[1]))
     config = load_config(PPOConfig, None, world_args(ppo_world, total_episodes=16))
     with pytest.raises(NonFiniteLossError, match="no checkpoint was written yet"):
         main(config, str(tmp_path / "run"))
@@ -188,10 +188,7 @@ def test_nan_loss_stops_the_run(ppo_world, tmp_path, monkeypatch):
 def test_policy_and_value_side_by_side_equal_one_after_the_other(ppo_world, tmp_path, monkeypatch):
     """On a CPU with 2 threads the policy and value halves run on a core each (core/streams.py); the
     training they do is the joint module's, up to float reordering between 1- and 2-thread kernels."""
-    from rlhf.ppo import rollout as ppo_rollout
-    from rlhf.ppo import train as ppo_train
-
-    calls = count_side_by_side(monkeypatch, ppo_train, ppo_rollout)
+    calls = count_side_by_side(monkeypatch)
     with two_torch_threads():
         runs = {}
         for flag in (True, False):

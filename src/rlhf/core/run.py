@@ -97,6 +97,10 @@ class Run:
             self.writer.add_scalar(key, float(value), step)
         self.writer.flush()
 
+    def latest_metrics(self) -> dict[str, float]:
+        """The last logged value of each metric: what a run's metrics.json starts from."""
+        return {k: v for row in self.history for k, v in row.items() if k != "step"}
+
     def finish(self, metrics: dict[str, Any]) -> dict[str, Any]:
         metrics = {**metrics, "time/total_s": round(time.time() - self.start, 3)}
         if self.is_main:

@@ -38,6 +38,11 @@ def torch_threads(n: int):
         torch.set_num_threads(before)
 
 
+def run_pieces(*pieces: Callable[[], object], side_by_side: bool) -> list:
+    """Each piece's result in order: side by side on a core each when `side_by_side`, else one after the other."""
+    return run_side_by_side(*pieces) if side_by_side else [piece() for piece in pieces]
+
+
 def run_side_by_side(*pieces: Callable[[], object]) -> list:
     """Call every piece, each in its own thread with single-threaded ops; their results in order. An
     exception in any piece is raised here after all have finished."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 
@@ -92,6 +92,28 @@ class TrainConfig:
         require(self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1")
 
 
+@dataclass
+class Sums:
+    """Named running sums of a training loop's statistics; each stage subclasses it with its own fields.
+    `a + b` adds field by field, `reduced()` sums every field over processes in one all-reduce. A mean is
+    taken only after that, as one sum over another (loss_sum / tokens), so every token (pair, prompt)
+    weighs the same whatever the micro-batches and processes."""
+
+    @classmethod
+    def of(cls, **sums):
+        """From a loss's stats: tensors are detached and kept in float64, so adding many loses nothing."""
+        return cls(**{k: v.detach().double() if torch.is_tensor(v) else float(v) for k, v in sums.items()})
+
+    def __add__(self, other):
+        return type(self)(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+
+    def reduced(self, accelerator):
+        """The sums over all processes, as plain floats."""
+        values = torch.stack([torch.as_tensor(getattr(self, f.name), dtype=torch.float64).to(accelerator.device)
+                              for f in fields(self)])
+        return type(self)(*accelerator.reduce(values, "sum").tolist())
+
+
 def make_accelerator(config: TrainConfig):
     from accelerate import Accelerator
 
@@ -115,8 +137,8 @@ def halves(micro: list[list[int]]) -> list[list[int]]:
     return [part for idx in micro for part in (idx[: (len(idx) + 1) // 2], idx[(len(idx) + 1) // 2 :]) if part]
 
 
-def backward_micro_batches(net, batches: list[dict], loss_fn, accelerator, step: int, last_ckpt,
-                           side_by_side: bool) -> list:
+def backward_micro_batches(net, batches: list, loss_fn, accelerator, step: int, last_ckpt,
+                           side_by_side: bool = False) -> list:
     """Forward and backward of one optimizer step's micro-batches; the stats `loss_fn(net, batch) -> (loss,
     stats)` returned for each. Side by side, the batches run two at a time on a core each (core/streams.py)
     and their gradients are summed in order; otherwise one after the other, DDP syncing on the last."""

@@ -28,7 +28,7 @@ from rlhf.core.generate import positions_from_mask
 from rlhf.core.lm import response_logits
 from rlhf.core.ops import entropy_from_logits, token_logprobs
 from rlhf.core.reward import last_token_index
-from rlhf.core.streams import run_side_by_side
+from rlhf.core.streams import run_pieces
 
 
 def trim_bounds(prompt_mask: torch.Tensor, response_mask: torch.Tensor) -> tuple[int, int]:
@@ -52,20 +52,18 @@ class PolicyAndValue(nn.Module):
         self.policy = policy
         self.value = value
 
-    def forward(self, ids, mask, prompt_len: int, ptx_ids=None, ptx_mask=None):
-        logits, ptx_logits = self.policy_forward(ids, mask, prompt_len, ptx_ids, ptx_mask)
-        return logits, self.value_forward(ids, mask, prompt_len), ptx_logits
-
-    def policy_forward(self, ids, mask, prompt_len: int, ptx_ids=None, ptx_mask=None):
-        logits = response_logits(self.policy, ids, mask, prompt_len)  # (B, R, V)
-        ptx_logits = None
-        if ptx_ids is not None and ptx_ids.shape[0] > 0:
-            ptx_logits = self.policy(input_ids=ptx_ids, attention_mask=ptx_mask, use_cache=False).logits[:, :-1]  # (b, L-1, V)
-        return logits, ptx_logits
-
-    def value_forward(self, ids, mask, prompt_len: int):
-        # V(state before response token t) is read where the logits for token t are.
-        return self.value.values(ids, mask, positions_from_mask(mask))[:, prompt_len - 1 : -1]  # (B, R)
+    def forward(self, ids, mask, prompt_len: int, ptx_ids=None, ptx_mask=None, policy: bool = True,
+                value: bool = True):
+        """(logits (B, R, V), values (B, R), ptx_logits (p, L-1, V)) of episodes (B, P+R) and pretraining rows
+        (p, L); a model turned off (`policy` or `value` false) runs nothing and gives None."""
+        logits = values = ptx_logits = None
+        if policy:
+            logits = response_logits(self.policy, ids, mask, prompt_len)  # (B, R, V)
+            if ptx_ids is not None and ptx_ids.shape[0] > 0:
+                ptx_logits = self.policy(input_ids=ptx_ids, attention_mask=ptx_mask, use_cache=False).logits[:, :-1]
+        if value:  # V(state before response token t) is read where the logits for token t are
+            values = self.value.values(ids, mask, positions_from_mask(mask))[:, prompt_len - 1 : -1]  # (B, R)
+        return logits, values, ptx_logits
 
 
 @dataclass
@@ -80,15 +78,17 @@ class Rollout:
     logprobs: torch.Tensor  # (B, R) policy at rollout, with temperature
     ref_logprobs: torch.Tensor  # (B, R) reference (SFT) policy, with temperature
     values: torch.Tensor  # (B, R) value model at rollout
-    scores: torch.Tensor  # (B,) reward model score (no-EOS penalty applied)
+    scores: torch.Tensor  # (B,) reward model (or reward_fn) score, before the no-EOS penalty
     entropy: torch.Tensor  # (B,) mean per-token entropy of the sampling distribution
+    advantages: torch.Tensor | None = None  # (B, R) whitened GAE advantages, once step 4 has run
+    returns: torch.Tensor | None = None  # (B, R) advantages + values, the value model's targets
 
     def __len__(self) -> int:
         return self.episode_ids.shape[0]
 
     def select(self, idx: list[int] | torch.Tensor) -> "Rollout":
         idx = torch.as_tensor(idx, dtype=torch.long, device=self.episode_ids.device)
-        return Rollout(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+        return Rollout(**{f.name: x[idx] for f in fields(self) if (x := getattr(self, f.name)) is not None})
 
     def trimmed(self) -> "Rollout":
         """Drop prompt columns that are padding in every row and response columns past every
@@ -96,8 +96,8 @@ class Rollout:
         first, width = trim_bounds(self.prompt_mask, self.response_mask)
         out = {}
         for f in fields(self):
-            x = getattr(self, f.name)
-            out[f.name] = x[:, first:] if f.name.startswith("prompt") else x[:, :width] if x.dim() == 2 else x
+            if (x := getattr(self, f.name)) is not None:
+                out[f.name] = x[:, first:] if f.name.startswith("prompt") else x[:, :width] if x.dim() == 2 else x
         return Rollout(**out)
 
 
@@ -110,7 +110,8 @@ def gather_rollout(rollout: Rollout, accelerator, pad_id: int) -> Rollout:
     P = int(accelerator.gather(torch.tensor([rollout.prompt_ids.shape[1]], device=rollout.prompt_ids.device)).max())
     out = {}
     for f in fields(rollout):
-        x = getattr(rollout, f.name)
+        if (x := getattr(rollout, f.name)) is None:
+            continue
         if f.name.startswith("prompt"):  # (b, P_mine) -> (b, P), padded on the left
             x = torch.nn.functional.pad(x, (P - x.shape[1], 0), value=0 if f.name == "prompt_mask" else pad_id)
         out[f.name] = accelerator.gather(x.contiguous())
@@ -175,7 +176,7 @@ def score_episodes(policy, reference, reward_model, value_model, prompt_ids, pro
                 parts.append(part)
         return parts
 
-    sides = run_side_by_side(policy_side, value_side) if side_by_side else [policy_side(), value_side()]
+    sides = run_pieces(policy_side, value_side, side_by_side=side_by_side)
     order = torch.tensor([i for g in groups for i in g], device=prompt_ids.device)
     out = {}
     for parts in sides:

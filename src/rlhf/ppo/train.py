@@ -9,6 +9,8 @@ setup -> loop over PPO iterations, each one the algorithm box:
   6.   + ptx_coef * LM loss on pretraining text in every optimizer step (PPO-ptx)
   7. adapt kl_coef toward the KL target
 -> finish: final/ (the policy, a plain transformers folder) and metrics.json.
+
+Shape legend: B episodes, P prompt tokens (left-padded), R response tokens (right-padded), V vocab.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -29,8 +33,8 @@ from rlhf.core.models import apply_lora, load_causal_lm, load_tokenizer, set_dro
 from rlhf.core.ops import pad_rows, token_logprobs
 from rlhf.core.reward import load_reward_model
 from rlhf.core.run import Run, progress
-from rlhf.core.streams import run_side_by_side, streams_available
-from rlhf.core.train import backward_micro_batches, make_accelerator, make_optimizer, seed_everything
+from rlhf.core.streams import run_pieces, streams_available
+from rlhf.core.train import Sums, backward_micro_batches, make_accelerator, make_optimizer, seed_everything
 from rlhf.data.pretraining import load_pretrain
 from rlhf.ppo.config import PPOConfig
 from rlhf.ppo.data import batch_prompt_indices, load_prompts, sequence_item
@@ -41,6 +45,258 @@ from rlhf.ppo.loss import (
 from rlhf.ppo.rollout import PolicyAndValue, Reference, Rollout, gather_rollout, score_episodes
 
 log = logging.getLogger("rlhf.ppo")
+
+
+@dataclass
+class UpdateStats(Sums):
+    """Sums over the tokens the PPO epochs trained on; each mean is a sum over its own count."""
+
+    policy_loss: float = 0.0
+    """Clipped surrogate loss, summed over response tokens."""
+    policy_clipped: float = 0.0
+    """Response tokens whose ratio was clipped."""
+    approx_kl: float = 0.0
+    """(ratio - 1) - log ratio, summed over response tokens."""
+    policy_tokens: float = 0.0
+    """Response tokens the policy trained on (0 during value warm-up)."""
+    value_loss: float = 0.0
+    """Clipped value loss, summed over response tokens."""
+    value_clipped: float = 0.0
+    """Response tokens whose value update was clipped."""
+    value_tokens: float = 0.0
+    """Response tokens the value model trained on."""
+    ptx_loss: float = 0.0
+    """Next-token NLL summed over pretraining tokens."""
+    ptx_tokens: float = 0.0
+    """Pretraining target tokens."""
+
+    def metrics(self, ptx: bool) -> dict[str, float]:
+        policy, value = max(self.policy_tokens, 1.0), max(self.value_tokens, 1.0)
+        out = {"ppo/policy/loss": self.policy_loss / policy, "ppo/value/loss": self.value_loss / value,
+               "ppo/policy/clipfrac": self.policy_clipped / policy, "ppo/value/clipfrac": self.value_clipped / value,
+               "ppo/policy/approx_kl": self.approx_kl / policy}
+        if ptx:
+            out["ppo/ptx/loss"] = self.ptx_loss / max(self.ptx_tokens, 1.0)
+        return out
+
+
+@dataclass
+class LossNorm:
+    """What one mini-batch's token-level losses are divided by: its counts over the global mini-batch, divided
+    by the process count because DDP averages gradients over processes."""
+
+    tokens: torch.Tensor | float
+    ptx_tokens: float
+
+
+def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
+    # --- setup -------------------------------------------------------------------
+    accelerator = make_accelerator(config)
+    run = Run(out, config, accelerator.is_main_process, resume)
+    out = Path(out)
+    seed_everything(config.seed)
+    device, rank, nproc = accelerator.device, accelerator.process_index, accelerator.num_processes
+    accum = accumulation_steps(config, nproc)
+    tokenizer = load_tokenizer(config.policy)
+    pad_id, eos_id = tokenizer.pad_token_id, tokenizer.eos_token_id
+    policy, reference, reward_model, value = load_models(config, device)
+    check_same_tokens(tokenizer, (reward_model or value).tokenizer, config)
+    reward_fn = load_callable(config.reward_fn, "reward_fn") if config.reward_fn else None
+    prompts = load_prompts(config.prompts_file, tokenizer, config.max_length - config.max_new_tokens, config.skip_bad_records)
+    pretrain = load_pretrain(config.pretrain_file, tokenizer, config.ptx_max_length, config.skip_bad_records) \
+        if config.ptx_coef > 0 else []
+    net = PolicyAndValue(policy, value)
+    optimizer, scheduler = make_optimizer(net, config, config.iterations)  # lr anneals once per PPO iteration
+    net, optimizer = accelerator.prepare(net, optimizer)
+    model = accelerator.unwrap_model(net)
+    kl_ctl = KLController(config.kl_coef, config.kl_target, config.kl_horizon)
+    side_by_side = config.side_by_side and streams_available(device, nproc)
+    log.info("PPO: %d prompts, %d iterations of %d episodes, %d mini-batches x %d epochs, %d micro-batches of %d "
+             "per optimizer step on each of %d processes%s", len(prompts.ids), config.iterations, config.batch_size,
+             config.batch_size // config.mini_batch_size, config.ppo_epochs, accum, config.micro_batch_size, nproc,
+             f", ptx_coef {config.ptx_coef} on {len(pretrain)} documents" if pretrain else "")
+
+    step, opt_steps, score_history, last_ckpt = 0, 0, [], None
+    if resume and (ckpt := latest_checkpoint(out)) is not None:
+        state = load_checkpoint(ckpt, {"policy": model.policy, "value": model.value},
+                                {"optimizer": optimizer, "scheduler": scheduler}, accelerator)
+        step, opt_steps, score_history, last_ckpt = state["step"], state["opt_steps"], state["scores"], str(ckpt)
+        kl_ctl.load_state_dict(state["kl_ctl"])
+        run.truncate_history(step)
+        truncate_samples(out / "samples.jsonl", step, accelerator.is_main_process)
+        log.info("resumed from %s (iteration %d)", ckpt, step)
+
+    # --- loop --------------------------------------------------------------------
+    bar = progress(config.iterations, "ppo", disable=not accelerator.is_main_process, initial=step)
+    total_episodes, total_s = 0, 0.0
+    while step < config.iterations:
+        t0 = time.time()
+        batch_idx = batch_prompt_indices(len(prompts.ids), config.batch_size, config.seed, step)
+        per_proc = config.batch_size // nproc
+        mine = range(rank * per_proc, (rank + 1) * per_proc)  # this process's episodes of the global batch
+        episode_ids = [step * config.batch_size + i for i in mine]
+        model.eval()  # sampling uses the KV cache, which gradient checkpointing turns off in train mode
+        # 1. generate
+        with accelerator.autocast():
+            noise = episode_noise(config.seed, episode_ids, config.max_new_tokens)  # (b, R)
+            prompt_ids, prompt_mask, response_ids, response_mask = sample(
+                model.policy, [prompts.ids[batch_idx[i]] for i in mine], noise, config.temperature, config.top_p,
+                eos_id, pad_id)  # (b, P), (b, P), (b, R), (b, R)
+        t_gen = time.time()
+        # 2. score: reward model, policy and reference log-probs, values
+        groups = episode_groups(config, prompt_mask, response_mask)
+        scored = score_episodes(model.policy, reference, reward_model, model.value, prompt_ids, prompt_mask,
+                                response_ids, response_mask, config.temperature, groups, accelerator.autocast,
+                                side_by_side)
+        if reward_fn is not None:
+            scored["scores"] = python_rewards(reward_fn, config.reward_fn, [prompts.records[batch_idx[i]] for i in mine],
+                                              tokenizer, response_ids, response_mask)
+        rollout = gather_rollout(Rollout(torch.tensor(episode_ids, device=device), prompt_ids, prompt_mask,
+                                         response_ids, response_mask, **scored), accelerator, pad_id)
+        # 3. per-token rewards: KL penalty on every token, the (penalised) score on the last
+        mask = rollout.response_mask.float()  # (B, R)
+        has_eos = (rollout.response_ids == eos_id).any(-1)  # (B,)
+        scores = rollout.scores - config.no_eos_penalty * (~has_eos).float()  # (B,)
+        rewards, kl = kl_rewards(scores, rollout.logprobs, rollout.ref_logprobs, mask, kl_ctl.value)  # (B, R) each
+        if config.whiten_rewards:
+            rewards = whiten_advantages(rewards, mask)  # details checklist: scale only, zeros stay zeros
+        # 4. GAE, then whitened advantages
+        advantages, returns = gae(rewards, rollout.values, mask, config.gamma, config.gae_lambda)  # (B, R) each
+        rollout = replace(rollout, advantages=whiten_advantages(advantages, mask), returns=returns)
+        t_score = time.time()
+        # 5-6. PPO epochs over shuffled mini-batches, each one optimizer step with the ptx term
+        model.train()
+        train_policy = step >= config.value_warmup_iterations  # value warm-up: the value model learns alone
+        forwards = training_forwards(net, model, train_policy, side_by_side, one_process=nproc == 1)
+        n_mini = config.batch_size // config.mini_batch_size
+        stats, epochs_done, stop = UpdateStats(), 0.0, False
+        for epoch in range(config.ppo_epochs):
+            seed = config.seed * 7919 + step * 131 + epoch  # the same order on every process
+            order = torch.randperm(config.batch_size, generator=torch.Generator().manual_seed(seed)).tolist()
+            for m in range(n_mini):
+                mini = order[m * config.mini_batch_size : (m + 1) * config.mini_batch_size]
+                micro = micro_batches(config, rank, nproc, rollout, mini)
+                ptx, ptx_tokens = ptx_chunks(config, pretrain if train_policy else [], opt_steps, rank, nproc, len(micro))
+                norm = LossNorm(rollout.response_mask[mini].sum().float() / nproc, max(ptx_tokens, 1) / nproc)
+
+                def loss_fn(net_, batch, norm=norm):
+                    return minibatch_loss(config, net_, rollout, batch, norm, pad_id)
+
+                mb_stats = backward_parts(forwards, list(zip(micro, ptx)), loss_fn, accelerator, opt_steps, last_ckpt)
+                if not train_policy:  # DDP needs the joint backward; the policy keeps its weights all the same
+                    model.policy.zero_grad(set_to_none=True)
+                grad_norm = optimizer_step(accelerator, net, optimizer, config.max_grad_norm)
+                opt_steps += 1
+                mb_stats = mb_stats.reduced(accelerator)
+                stats += mb_stats
+                epochs_done += 1 / n_mini
+                if config.early_stop_kl > 0 and mb_stats.approx_kl / max(mb_stats.policy_tokens, 1) > config.early_stop_kl:
+                    stop = True  # this mini-batch moved the policy too far: leave the rest of the batch
+                    break
+            if stop:
+                break
+        scheduler.step()
+        t_train = time.time()
+        # 7. adapt kl_coef to the KL of this batch (Ziegler et al. 2019)
+        kl_per_episode = kl.sum(-1)  # (B,)
+        metrics = rollout_metrics(rollout, scores, kl_per_episode, kl_ctl.value, mask, has_eos)
+        kl_ctl.update(metrics["objective/kl"], config.batch_size)
+        step += 1
+        bar.update(1)
+
+        # --- log, checkpoint ----------------------------------------------------------
+        score_history.append(metrics["objective/scores"])
+        total_episodes += config.batch_size
+        total_s += t_train - t0
+        metrics.update(stats.metrics(ptx=bool(pretrain)))
+        metrics.update(iteration_metrics(config, (t0, t_gen, t_score, t_train), int(mask.sum()), groups, prompt_mask,
+                                         response_mask))
+        metrics.update({"objective/kl_coef_next": kl_ctl.value, "ppo/epochs": round(epochs_done, 4),
+                        "train/grad_norm": grad_norm, "train/lr": scheduler.get_last_lr()[0]})
+        if step % config.logging_steps == 0 or step == config.iterations:
+            run.log(step, metrics)
+            if accelerator.is_main_process and config.log_samples > 0:
+                shown = write_samples(out / "samples.jsonl", tokenizer, prompts, batch_idx, rollout, scores,
+                                      kl_per_episode, step, config.log_samples)
+                run.writer.add_text("samples", "\n\n".join(
+                    f"**{r['prompt']}** -> {r['response']} (score {r['reward']}, KL {r['kl']})" for r in shown), step)
+            bar.set_postfix(score=f"{metrics['objective/scores']:.3f}", kl=f"{metrics['objective/kl']:.2f}",
+                            ep_s=f"{metrics['ppo/episodes_per_s']:.1f}", tok_s=f"{metrics['ppo/gen_tokens_per_s']:.0f}",
+                            gen=f"{metrics['time/generation_frac']:.0%}")
+        if config.save_steps and step % config.save_steps == 0 and step < config.iterations:
+            last_ckpt = str(save_checkpoint(
+                out, step, {"policy": model.policy, "value": model.value}, {"optimizer": optimizer, "scheduler": scheduler},
+                {"opt_steps": opt_steps, "scores": score_history, "kl_ctl": kl_ctl.state_dict()}, accelerator,
+                keep=config.keep_checkpoints))
+    bar.close()
+
+    # --- finish ------------------------------------------------------------------
+    if accelerator.is_main_process:
+        save_final(model.policy, tokenizer, out)
+    accelerator.wait_for_everyone()
+    final = run.latest_metrics()
+    tenth = max(1, round(0.1 * len(score_history)))
+    final["ppo/reward_first"] = sum(score_history[:tenth]) / tenth
+    final["ppo/reward_last"] = sum(score_history[-tenth:]) / tenth
+    if total_s > 0:
+        final["ppo/episodes_per_s"] = total_episodes / total_s
+    return run.finish(final)
+
+
+# --- one micro-batch's loss ----------------------------------------------------------------------
+
+
+def minibatch_loss(config: PPOConfig, net, rollout: Rollout, batch: tuple[list[int], list[list[int]]],
+                   norm: LossNorm, pad_id: int) -> tuple[torch.Tensor, UpdateStats]:
+    """One micro-batch's share of its mini-batch's loss, and its stat sums. `batch` is (episode indices, pretraining
+    documents). Each token-level loss is summed and divided by the mini-batch's count (`norm`), so the shares of all
+    micro-batches and processes add up to the mini-batch's loss. `net` returns the outputs of the models it runs (see
+    training_forwards) and None for the others: their terms are left out."""
+    episodes, docs = batch
+    mb = rollout.select(episodes).trimmed()
+    ids, mask = torch.cat([mb.prompt_ids, mb.response_ids], 1), torch.cat([mb.prompt_mask, mb.response_mask], 1)  # (b, P+R)
+    ptx_ids, ptx_mask = (x.to(ids.device) for x in pad_rows(docs, pad_id)) if docs else (None, None)  # (p, L)
+    logits, values, ptx_logits = net(ids, mask, mb.prompt_ids.shape[1], ptx_ids, ptx_mask)  # (b, R, V), (b, R), (p, L-1, V)
+    response_mask = mb.response_mask.float()  # (b, R)
+    pg = vf = lm = torch.zeros((), device=ids.device)
+    stats = UpdateStats()
+    if logits is not None:
+        new_logprobs = token_logprobs(logits, mb.response_ids, config.temperature)  # (b, R)
+        pg, s = policy_loss(new_logprobs, mb.logprobs, mb.advantages, response_mask, config.clip_range, norm.tokens)
+        stats += UpdateStats.of(policy_loss=s["loss_sum"], policy_clipped=s["clipped"], approx_kl=s["approx_kl"],
+                                policy_tokens=s["tokens"])
+    if ptx_logits is not None:
+        lm, s = ptx_loss(token_logprobs(ptx_logits, ptx_ids[:, 1:]), ptx_mask[:, 1:], norm.ptx_tokens)
+        stats += UpdateStats.of(ptx_loss=s["loss_sum"], ptx_tokens=s["tokens"])
+    if values is not None:
+        vf, s = value_loss(values, mb.values, mb.returns, response_mask, config.value_clip_range, norm.tokens)
+        stats += UpdateStats.of(value_loss=s["loss_sum"], value_clipped=s["clipped"], value_tokens=s["tokens"])
+    return ppo_ptx_objective(pg, vf, lm, config.vf_coef, config.ptx_coef), stats
+
+
+# --- who runs the forwards: the CPU-speed device --------------------------------------------
+
+
+def training_forwards(net, model: PolicyAndValue, train_policy: bool, side_by_side: bool, one_process: bool) -> list:
+    """The forwards whose backwards make one optimizer step's gradients. Normally the joint module as accelerate
+    prepared it: DDP syncs both models in its one backward. With `side_by_side` (a CPU, one process), the policy and
+    the value model apart, on a core each: they share no weight, so the gradients are the joint backward's. In value
+    warm-up on one process, the value model alone (DDP needs the joint module even then)."""
+    value_only = partial(model, policy=False)
+    if side_by_side:
+        return [partial(model, value=False), value_only] if train_policy else [value_only]
+    return [value_only] if not train_policy and one_process else [net]
+
+
+def backward_parts(forwards: list, batches: list, loss_fn, accelerator, opt_step: int, last_ckpt) -> UpdateStats:
+    """Forward and backward of every micro-batch through each of `forwards`, side by side when there are two;
+    the summed stats."""
+    pieces = [lambda f=f: backward_micro_batches(f, batches, loss_fn, accelerator, opt_step, last_ckpt)
+              for f in forwards]
+    return sum((s for part in run_pieces(*pieces, side_by_side=len(pieces) > 1) for s in part), UpdateStats())
+
+
+# --- setup and batching -------------------------------------------------------------------------
 
 
 def disable_dropout(module: torch.nn.Module) -> None:
@@ -84,6 +340,15 @@ def check_same_tokens(tokenizer, reward_tokenizer, config: PPOConfig) -> None:
                           "tokenizers; train the reward model from the same base as the policy")
 
 
+def accumulation_steps(config: PPOConfig, nproc: int) -> int:
+    """Micro-batches per optimizer step on each process; the batch sizes must split evenly over the processes."""
+    if config.batch_size % nproc or config.mini_batch_size % (config.micro_batch_size * nproc) or config.ptx_batch_size % nproc:
+        raise ConfigError(f"batch_size ({config.batch_size}) and ptx_batch_size ({config.ptx_batch_size}) must be multiples "
+                          f"of the process count ({nproc}), and mini_batch_size ({config.mini_batch_size}) of "
+                          f"micro_batch_size x processes ({config.micro_batch_size} x {nproc})")
+    return config.mini_batch_size // (config.micro_batch_size * nproc)
+
+
 def python_rewards(fn, spec: str, records: list[dict], tokenizer, response_ids: torch.Tensor,
                    response_mask: torch.Tensor) -> torch.Tensor:
     """fn(records, decoded responses) as a (B,) float tensor, checked: one finite number per episode."""
@@ -107,16 +372,16 @@ def episode_groups(config: PPOConfig, prompt_mask: torch.Tensor, response_mask: 
                          config.group_cost_tokens)
 
 
-def micro_batches(config: PPOConfig, rank: int, num_processes: int, mini: list[int], rollout: Rollout) -> list[list[int]]:
+def micro_batches(config: PPOConfig, rank: int, nproc: int, rollout: Rollout, mini: list[int]) -> list[list[int]]:
     """This process's micro-batches (episode indices) of one global mini-batch. Their number can differ
     between processes: each process syncs gradients on its own last backward."""
-    per_proc = len(mini) // num_processes
+    per_proc = len(mini) // nproc
     mine = mini[rank * per_proc : (rank + 1) * per_proc]
     idx = torch.tensor(mine, device=rollout.prompt_mask.device)
     return [[mine[i] for i in g] for g in episode_groups(config, rollout.prompt_mask[idx], rollout.response_mask[idx])]
 
 
-def ptx_chunks(config: PPOConfig, pretrain: list[list[int]], opt_step: int, rank: int, num_processes: int,
+def ptx_chunks(config: PPOConfig, pretrain: list[list[int]], opt_step: int, rank: int, nproc: int,
                accum: int) -> tuple[list[list[list[int]]], int]:
     """This process's pretraining sequences for optimizer step `opt_step` in `accum` chunks, one per
     micro-batch (some empty when there are more micro-batches than sequences), and the target-token count
@@ -125,7 +390,7 @@ def ptx_chunks(config: PPOConfig, pretrain: list[list[int]], opt_step: int, rank
         return [[] for _ in range(accum)], 0
     start = opt_step * config.ptx_batch_size
     docs = [pretrain[sequence_item(len(pretrain), config.seed + 1, n)] for n in range(start, start + config.ptx_batch_size)]
-    per_proc = len(docs) // num_processes
+    per_proc = len(docs) // nproc
     mine = sorted(docs[rank * per_proc : (rank + 1) * per_proc], key=len)  # similar lengths share a chunk: less padding
     size = -(-len(mine) // accum)
     return [mine[i * size : (i + 1) * size] for i in range(accum)], sum(len(d) - 1 for d in docs)
@@ -138,256 +403,10 @@ def optimizer_step(accelerator, net, optimizer, max_grad_norm: float) -> float:
     return float(grad_norm)
 
 
-def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
-    # --- setup -------------------------------------------------------------------
-    accelerator = make_accelerator(config)
-    run = Run(out, config, accelerator.is_main_process, resume)
-    out = Path(out)
-    seed_everything(config.seed)
-    device = accelerator.device
-    rank, nproc = accelerator.process_index, accelerator.num_processes
-    if config.batch_size % nproc or config.mini_batch_size % (config.micro_batch_size * nproc) or config.ptx_batch_size % nproc:
-        raise ConfigError(f"batch_size ({config.batch_size}) and ptx_batch_size ({config.ptx_batch_size}) must be multiples "
-                          f"of the process count ({nproc}), and mini_batch_size ({config.mini_batch_size}) of "
-                          f"micro_batch_size x processes ({config.micro_batch_size} x {nproc})")
-    accum = config.mini_batch_size // (config.micro_batch_size * nproc)
-    tokenizer = load_tokenizer(config.policy)
-    policy, reference, reward_model, value = load_models(config, device)
-    check_same_tokens(tokenizer, (reward_model or value).tokenizer, config)
-    reward_fn = load_callable(config.reward_fn, "reward_fn") if config.reward_fn else None
-    prompts = load_prompts(config.prompts_file, tokenizer, config.max_length - config.max_new_tokens, config.skip_bad_records)
-    pretrain = load_pretrain(config.pretrain_file, tokenizer, config.ptx_max_length, config.skip_bad_records) \
-        if config.ptx_coef > 0 else []
-    net = PolicyAndValue(policy, value)
-    optimizer, scheduler = make_optimizer(net, config, config.iterations)  # lr anneals once per PPO iteration
-    net, optimizer = accelerator.prepare(net, optimizer)
-    model = accelerator.unwrap_model(net)
-    kl_ctl = KLController(config.kl_coef, config.kl_target, config.kl_horizon)
-    side_by_side = config.side_by_side and streams_available(device, nproc)
-    pad_id, eos_id = tokenizer.pad_token_id, tokenizer.eos_token_id
-    log.info("PPO: %d prompts, %d iterations of %d episodes, %d mini-batches x %d epochs, %d micro-batches of %d "
-             "per optimizer step on each of %d processes%s", len(prompts.ids), config.iterations, config.batch_size,
-             config.batch_size // config.mini_batch_size, config.ppo_epochs, accum, config.micro_batch_size, nproc,
-             f", ptx_coef {config.ptx_coef} on {len(pretrain)} documents" if pretrain else "")
-
-    step, opt_steps, score_history, last_ckpt = 0, 0, [], None
-    if resume and (ckpt := latest_checkpoint(out)) is not None:
-        state = load_checkpoint(ckpt, {"policy": model.policy, "value": model.value},
-                                {"optimizer": optimizer, "scheduler": scheduler}, accelerator)
-        step, opt_steps, score_history, last_ckpt = state["step"], state["opt_steps"], state["scores"], str(ckpt)
-        kl_ctl.load_state_dict(state["kl_ctl"])
-        run.truncate_history(step)
-        truncate_samples(out / "samples.jsonl", step, accelerator.is_main_process)
-        log.info("resumed from %s (iteration %d)", ckpt, step)
-
-    # --- loop --------------------------------------------------------------------
-    bar = progress(config.iterations, "ppo", disable=not accelerator.is_main_process, initial=step)
-    totals = {"episodes": 0, "time": 0.0}
-    while step < config.iterations:
-        t0 = time.time()
-        batch_idx = batch_prompt_indices(len(prompts.ids), config.batch_size, config.seed, step)
-        per_proc = config.batch_size // nproc
-        mine = list(range(rank * per_proc, (rank + 1) * per_proc))
-        episode_ids = [step * config.batch_size + i for i in mine]
-        model.eval()  # sampling uses the KV cache, which gradient checkpointing turns off in train mode
-        # 1. generate
-        with accelerator.autocast():
-            noise = episode_noise(config.seed, episode_ids, config.max_new_tokens)  # (b, R)
-            prompt_ids, prompt_mask, response_ids, response_mask = sample(
-                model.policy, [prompts.ids[batch_idx[i]] for i in mine], noise, config.temperature, config.top_p,
-                eos_id, pad_id)
-        t_gen = time.time()
-        # 2. score: reward model, policy and reference log-probs, values
-        groups = episode_groups(config, prompt_mask, response_mask)
-        scored = score_episodes(model.policy, reference, reward_model, model.value, prompt_ids, prompt_mask,
-                                response_ids, response_mask, config.temperature, groups, accelerator.autocast,
-                                side_by_side)
-        if reward_fn is not None:
-            scored["scores"] = python_rewards(reward_fn, config.reward_fn, [prompts.records[batch_idx[i]] for i in mine],
-                                              tokenizer, response_ids, response_mask)
-        rollout = gather_rollout(Rollout(torch.tensor(episode_ids, device=device), prompt_ids, prompt_mask,
-                                         response_ids, response_mask, **scored), accelerator, pad_id)
-        # 3. per-token rewards: KL penalty on every token, the (penalised) score on the last
-        mask = rollout.response_mask.float()  # (B, R)
-        has_eos = (rollout.response_ids == eos_id).any(-1)  # (B,)
-        scores = rollout.scores - config.no_eos_penalty * (~has_eos).float()  # (B,)
-        rewards, kl = kl_rewards(scores, rollout.logprobs, rollout.ref_logprobs, mask, kl_ctl.value)  # (B, R) each
-        if config.whiten_rewards:
-            rewards = whiten_advantages(rewards, mask)  # details checklist: scale only, zeros stay zeros
-        # 4. GAE, then whitened advantages
-        advantages, returns = gae(rewards, rollout.values, mask, config.gamma, config.gae_lambda)  # (B, R) each
-        advantages = whiten_advantages(advantages, mask)
-        t_score = time.time()
-        # 5-6. PPO epochs over mini-batches, each optimizer step with the ptx term
-        model.train()
-        stats, opt_steps, epochs_done, grad_norm = ppo_update(
-            config, accelerator, net, optimizer, rollout, advantages, returns, pretrain, step, opt_steps, last_ckpt,
-            pad_id, side_by_side, train_policy=step >= config.value_warmup_iterations)
-        scheduler.step()
-        t_train = time.time()
-        # 7. adapt kl_coef to the KL of this batch (Ziegler et al. 2019)
-        kl_per_episode = kl.sum(-1)  # (B,)
-        metrics = rollout_metrics(rollout, scores, kl_per_episode, kl_ctl.value, mask, has_eos, returns)
-        kl_ctl.update(metrics["objective/kl"], config.batch_size)
-        step += 1
-        bar.update(1)
-
-        score_history.append(metrics["objective/scores"])
-        n_tokens = int(mask.sum())
-        totals["episodes"] += config.batch_size
-        totals["time"] += t_train - t0
-        metrics.update(stats)
-        metrics.update({
-            "objective/kl_coef_next": kl_ctl.value, "ppo/epochs": epochs_done, "train/grad_norm": grad_norm,
-            "train/lr": scheduler.get_last_lr()[0],
-            "ppo/episodes_per_s": config.batch_size / (t_train - t0),
-            "ppo/gen_tokens_per_s": n_tokens / max(t_gen - t0, 1e-9),
-            "time/generation_s": t_gen - t0, "time/scoring_s": t_score - t_gen, "time/training_s": t_train - t_score,
-            "time/generation_frac": (t_gen - t0) / (t_train - t0),
-            "ppo/padding_frac": padding_fraction(groups, prompt_mask.sum(-1).tolist(), response_mask.sum(-1).tolist()),
-        })
-        if step % config.logging_steps == 0 or step == config.iterations:
-            run.log(step, metrics)
-            if accelerator.is_main_process and config.log_samples > 0:
-                shown = write_samples(out / "samples.jsonl", tokenizer, prompts, batch_idx, rollout, scores,
-                                      kl_per_episode, step, config.log_samples)
-                run.writer.add_text("samples", "\n\n".join(
-                    f"**{r['prompt']}** -> {r['response']} (score {r['reward']}, KL {r['kl']})" for r in shown), step)
-            bar.set_postfix(score=f"{metrics['objective/scores']:.3f}", kl=f"{metrics['objective/kl']:.2f}",
-                            ep_s=f"{metrics['ppo/episodes_per_s']:.1f}", tok_s=f"{metrics['ppo/gen_tokens_per_s']:.0f}",
-                            gen=f"{metrics['time/generation_frac']:.0%}")
-        if config.save_steps and step % config.save_steps == 0 and step < config.iterations:
-            last_ckpt = str(save_checkpoint(
-                out, step, {"policy": model.policy, "value": model.value}, {"optimizer": optimizer, "scheduler": scheduler},
-                {"opt_steps": opt_steps, "scores": score_history, "kl_ctl": kl_ctl.state_dict()}, accelerator,
-                keep=config.keep_checkpoints))
-    bar.close()
-
-    # --- finish ------------------------------------------------------------------
-    if accelerator.is_main_process:
-        save_final(model.policy, tokenizer, out)
-    accelerator.wait_for_everyone()
-    final = {k: v for h in run.history for k, v in h.items() if k != "step"}  # latest value of each metric
-    tenth = max(1, round(0.1 * len(score_history)))
-    final["ppo/reward_first"] = sum(score_history[:tenth]) / tenth
-    final["ppo/reward_last"] = sum(score_history[-tenth:]) / tenth
-    if totals["time"] > 0:
-        final["ppo/episodes_per_s"] = totals["episodes"] / totals["time"]
-    return run.finish(final)
+# --- metrics and samples -------------------------------------------------------------------------
 
 
-def ppo_update(config, accelerator, net, optimizer, rollout: Rollout, advantages, returns, pretrain, step, opt_steps,
-               last_ckpt, pad_id, side_by_side: bool = False, train_policy: bool = True):
-    """Steps 5-6: `ppo_epochs` passes over shuffled mini-batches; stops early when the approximate KL
-    of a mini-batch passes early_stop_kl. Returns (summed stats, optimizer steps, epochs done, grad norm).
-    With `side_by_side`, the policy's and the value model's forward and backward run on a core each.
-    Without `train_policy` (value warm-up) only the value model learns."""
-    rank, nproc, device = accelerator.process_index, accelerator.num_processes, accelerator.device
-    sums = torch.zeros(8, dtype=torch.float64, device=device)  # pg, vf, pg_clip, vf_clip, approx_kl, tokens, ptx, ptx_tok
-    B, grad_norm, epochs_done = len(rollout), 0.0, 0.0
-    n_mini = B // config.mini_batch_size
-    for epoch in range(config.ppo_epochs):
-        perm = torch.randperm(B, generator=torch.Generator().manual_seed(config.seed * 7919 + step * 131 + epoch)).tolist()
-        for m in range(n_mini):
-            mini = perm[m * config.mini_batch_size : (m + 1) * config.mini_batch_size]
-            num_tokens = rollout.response_mask[mini].sum().float() / nproc  # DDP averages gradients over processes
-            micro = micro_batches(config, rank, nproc, mini, rollout)
-            chunks, ptx_tokens = ptx_chunks(config, pretrain if train_policy else [], opt_steps, rank, nproc, len(micro))
-            batches = list(zip(micro, chunks))  # (episode indices, ptx documents) per micro-batch
-
-            def backward(part: str, module) -> torch.Tensor:  # summed stats (8,) of `part` over the micro-batches
-                def loss_fn(n, b):
-                    return micro_loss(config, n, part, rollout, advantages, returns, b, num_tokens,
-                                      max(ptx_tokens, 1) / nproc, pad_id, device)
-
-                return sum(backward_micro_batches(module, batches, loss_fn, accelerator, opt_steps, last_ckpt, False))
-
-            model = accelerator.unwrap_model(net)
-            if not train_policy and nproc == 1:
-                mb_sums = backward("value", model)
-            elif side_by_side:  # policy and value on a core each (core/streams.py); one process, so no DDP sync
-                mb_sums = sum(run_side_by_side(lambda: backward("policy", model), lambda: backward("value", model)))
-            else:
-                mb_sums = backward("both", net)
-                if not train_policy:  # DDP needs the joint backward; the policy keeps its weights all the same
-                    for p in model.policy.parameters():
-                        p.grad = None
-            grad_norm = optimizer_step(accelerator, net, optimizer, config.max_grad_norm)
-            opt_steps += 1
-            mb_sums = accelerator.reduce(mb_sums, "sum")
-            mb_sums[5] = rollout.response_mask[mini].sum()  # the tokens are counted here, whichever parts ran
-            sums += mb_sums
-            epochs_done += 1 / n_mini
-            if config.early_stop_kl > 0 and float(mb_sums[4] / mb_sums[5].clamp(min=1)) > config.early_stop_kl:
-                break
-        else:
-            continue
-        break  # early stop: leave the remaining epochs too
-    tok = float(sums[5].clamp(min=1))
-    stats = {
-        "ppo/policy/loss": float(sums[0]) / tok, "ppo/value/loss": float(sums[1]) / tok,
-        "ppo/policy/clipfrac": float(sums[2]) / tok, "ppo/value/clipfrac": float(sums[3]) / tok,
-        "ppo/policy/approx_kl": float(sums[4]) / tok,
-    }
-    if pretrain:
-        stats["ppo/ptx/loss"] = float(sums[6]) / float(sums[7].clamp(min=1))
-    return stats, opt_steps, round(epochs_done, 4), grad_norm
-
-
-def micro_inputs(rollout, idx):
-    """The micro-batch `idx` trimmed of shared padding: (episodes, ids (b, P+R), mask (b, P+R), P, R)."""
-    mb = rollout.select(idx).trimmed()
-    P, R = mb.prompt_ids.shape[1], mb.response_ids.shape[1]
-    return mb, torch.cat([mb.prompt_ids, mb.response_ids], 1), torch.cat([mb.prompt_mask, mb.response_mask], 1), P, R
-
-
-def policy_terms(config, mb, logits, ptx_logits, ptx_ids, ptx_mask, adv, num_tokens, ptx_tokens, device):
-    """The policy's share of the loss (clipped PPO loss + ptx_coef * LM loss) and its stat sums (8,)."""
-    new_logprobs = token_logprobs(logits, mb.response_ids, config.temperature)  # (b, R)
-    pg, pg_s = policy_loss(new_logprobs, mb.logprobs, adv, mb.response_mask.float(), config.clip_range, num_tokens)
-    zero = torch.zeros((), device=device)
-    lm, lm_s = zero, {"loss_sum": zero, "tokens": zero}
-    if ptx_logits is not None:
-        lm, lm_s = ptx_loss(token_logprobs(ptx_logits, ptx_ids[:, 1:]), ptx_mask[:, 1:], ptx_tokens)
-    loss = ppo_ptx_objective(pg, zero, lm, config.vf_coef, config.ptx_coef)
-    parts = [pg_s["loss_sum"], zero, pg_s["clipped"], zero, pg_s["approx_kl"], zero, lm_s["loss_sum"], lm_s["tokens"]]
-    return loss, torch.stack([x.detach().to(torch.float64) for x in parts])
-
-
-def value_terms(config, mb, new_values, ret, num_tokens, device):
-    """The value model's share of the loss (vf_coef * clipped value loss) and its stat sums (8,)."""
-    vf, vf_s = value_loss(new_values, mb.values, ret, mb.response_mask.float(), config.value_clip_range, num_tokens)
-    zero = torch.zeros((), device=device)
-    parts = [zero, vf_s["loss_sum"], zero, vf_s["clipped"], zero, zero, zero, zero]
-    return config.vf_coef * vf, torch.stack([x.detach().to(torch.float64) for x in parts])
-
-
-def micro_loss(config, net, part: str, rollout, advantages, returns, batch, num_tokens, ptx_tokens, pad_id, device):
-    """(loss, stat sums (8,): pg, vf, pg_clip, vf_clip, approx_kl, tokens, ptx, ptx_tokens) of one micro-batch
-    `batch` = (episode indices, ptx documents); tokens is left 0 for ppo_update to count. `part` "both" goes
-    through the joint module (its forward is what DDP syncs); "policy" and "value" take one model each, for
-    side-by-side threads in one process."""
-    idx, ptx_docs = batch
-    mb, ids, mask, P, R = micro_inputs(rollout, idx)
-    loss, stats = torch.zeros((), device=device), torch.zeros(8, dtype=torch.float64, device=device)
-    ptx_ids, ptx_mask = (x.to(device) for x in pad_rows(ptx_docs, pad_id)) if ptx_docs and part != "value" else (None, None)
-    if part == "both":
-        logits, values, ptx_logits = net(ids, mask, P, ptx_ids, ptx_mask)  # (b, R, V), (b, R), (p, L-1, V)
-    elif part == "policy":
-        (logits, ptx_logits), values = net.policy_forward(ids, mask, P, ptx_ids, ptx_mask), None
-    else:
-        logits, ptx_logits, values = None, None, net.value_forward(ids, mask, P)
-    if logits is not None:
-        p_loss, p_stats = policy_terms(config, mb, logits, ptx_logits, ptx_ids, ptx_mask, advantages[idx][:, :R],
-                                       num_tokens, ptx_tokens, device)
-        loss, stats = loss + p_loss, stats + p_stats
-    if values is not None:
-        v_loss, v_stats = value_terms(config, mb, values, returns[idx][:, :R], num_tokens, device)
-        loss, stats = loss + v_loss, stats + v_stats
-    return loss, stats
-
-
-def rollout_metrics(rollout, scores, kl_per_episode, kl_coef, mask, has_eos, returns) -> dict[str, float]:
+def rollout_metrics(rollout: Rollout, scores, kl_per_episode, kl_coef: float, mask, has_eos) -> dict[str, float]:
     return {
         "objective/scores": float(rollout.scores.mean()),
         "objective/rlhf_reward": float((scores - kl_coef * kl_per_episode).mean()),
@@ -396,7 +415,20 @@ def rollout_metrics(rollout, scores, kl_per_episode, kl_coef, mask, has_eos, ret
         "objective/entropy": float(rollout.entropy.mean()),
         "ppo/response_length": float(mask.sum(-1).mean()),
         "ppo/eos_rate": float(has_eos.float().mean()),
-        "ppo/value/explained_variance": explained_variance(rollout.values, returns, mask),
+        "ppo/value/explained_variance": explained_variance(rollout.values, rollout.returns, mask),
+    }
+
+
+def iteration_metrics(config: PPOConfig, clock: tuple[float, float, float, float], new_tokens: int, groups,
+                      prompt_mask, response_mask) -> dict[str, float]:
+    """Where this iteration's time went, from the clock readings (start, generated, scored, trained)."""
+    t0, t_gen, t_score, t_train = clock
+    return {
+        "ppo/episodes_per_s": config.batch_size / (t_train - t0),
+        "ppo/gen_tokens_per_s": new_tokens / max(t_gen - t0, 1e-9),
+        "time/generation_s": t_gen - t0, "time/scoring_s": t_score - t_gen, "time/training_s": t_train - t_score,
+        "time/generation_frac": (t_gen - t0) / (t_train - t0),
+        "ppo/padding_frac": padding_fraction(groups, prompt_mask.sum(-1).tolist(), response_mask.sum(-1).tolist()),
     }
 
 

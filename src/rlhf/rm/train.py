@@ -177,7 +177,7 @@ def main(config: RMConfig, out: str, resume: bool = False) -> dict[str, float]:
         log.info("normalisation: reference mean reward %.4f (%s) is now 0", offset, source)
         final_model.save(out / "final", extra={"offset_source": source, "trained_from": config.model})
     accelerator.wait_for_everyone()
-    final = {k: v for h in run.history for k, v in h.items() if k != "step"}  # latest value of each metric
+    final = run.latest_metrics()
     if total_time > 0:
         final["rm/comparisons_per_s"] = total_pairs / total_time
     final["rm/eval_accuracy"] = final.get("eval/accuracy", float("nan"))

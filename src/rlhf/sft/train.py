@@ -169,7 +169,7 @@ def main(config: SFTConfig, out: str, resume: bool = False) -> dict[str, float]:
     if not evals and accelerator.is_main_process:
         save_final(accelerator.unwrap_model(net, keep_torch_compile=False).model, tokenizer, out)
     accelerator.wait_for_everyone()
-    final = {k: v for h in run.history for k, v in h.items() if k != "step"}  # latest value of each metric
+    final = run.latest_metrics()
     if total_time > 0:
         final["sft/tokens_per_s"] = total_seen / total_time
     final["sft/eval_loss"] = final.get("eval/loss", float("nan"))
