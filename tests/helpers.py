@@ -64,15 +64,20 @@ def count_side_by_side(monkeypatch, *modules) -> list[int]:
     return calls
 
 
+def sft_args(model, **over) -> list[str]:
+    """key=value arguments of an SFT run on the sample demonstrations; `over` are overrides (dotted keys as strings)."""
+    base = {"model": str(model), "train_file": str(SAMPLE / "demonstrations_train.jsonl"),
+            "eval_file": str(SAMPLE / "demonstrations_valid.jsonl"), "epochs": 2, "lr": 2e-3, "batch_size": 16,
+            "micro_batch_size": 16, "max_length": 96, "logging_steps": 5, **over}
+    return [f"{k}={v}" for k, v in base.items()]
+
+
 def sft_config(model, **over):
     """An SFT config on the sample demonstrations; `over` are key=value overrides (dotted keys as strings)."""
     from rlhf.config import load_config
     from rlhf.sft.config import SFTConfig
 
-    base = {"model": str(model), "train_file": str(SAMPLE / "demonstrations_train.jsonl"),
-            "eval_file": str(SAMPLE / "demonstrations_valid.jsonl"), "epochs": 2, "lr": 2e-3, "batch_size": 16,
-            "micro_batch_size": 16, "max_length": 96, "logging_steps": 5, **over}
-    return load_config(SFTConfig, None, [f"{k}={v}" for k, v in base.items()])
+    return load_config(SFTConfig, None, sft_args(model, **over))
 
 
 def rm_config(model, **over):

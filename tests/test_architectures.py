@@ -43,8 +43,14 @@ def test_lora_trains_adapters_and_saves_merged_weights(tiny_gpt2, tmp_path):
 
 
 def test_bf16_autocast_on_cpu_trains(tiny_gpt2, tmp_path):
+    import json
+
+    from tests.helpers import run_cli, sft_args
+
     fp32 = _sft(tiny_gpt2, tmp_path / "fp32", eval_file="")
-    bf16 = _sft(tiny_gpt2, tmp_path / "bf16", eval_file="", precision="bf16")
+    # accelerate keeps one precision per process: the bf16 run gets its own, as `rlhf sft` does
+    run_cli("sft", "--out", str(tmp_path / "bf16"), *sft_args(tiny_gpt2, epochs=1, eval_file="", precision="bf16"))
+    bf16 = json.loads((tmp_path / "bf16" / "metrics.json").read_text())
     # bf16 matmuls round to 8 bits of mantissa: the loss curve follows fp32 closely, not exactly.
     assert bf16["train/loss"] == pytest.approx(fp32["train/loss"], rel=0.05)
 

@@ -82,26 +82,31 @@ def test_batch_of_prompts_with_different_k_is_the_mean_of_per_prompt_means():
 def test_collate_forwards_each_response_once_and_offsets_pairs():
     rankings = [Ranking([[5, 6], [5, 7, 8], [5]], [(1, 0), (1, 2), (0, 2)]), Ranking([[9], [9, 9]], [(0, 1)])]
     batch = collate_rankings(rankings, pad_id=0)
-    assert batch["input_ids"].shape == (5, 3)  # 3 + 2 responses, one row each
-    assert batch["attention_mask"].sum(1).tolist() == [2, 3, 1, 1, 2]
-    assert batch["pairs"].tolist() == [[1, 0], [1, 2], [0, 2], [3, 4]]
-    assert batch["pair_prompt"].tolist() == [0, 0, 0, 1]
-    assert batch["row_group"].tolist() == [0] * 5  # no grouping asked for
+    assert len(batch.groups) == 1  # no grouping asked for
+    ids, mask = batch.groups[0]
+    assert ids.shape == (5, 3)  # 3 + 2 responses, one row each
+    assert mask.sum(1).tolist() == [2, 3, 1, 1, 2]
+    assert batch.row_position.tolist() == [0, 1, 2, 3, 4]
+    assert batch.pairs.tolist() == [[1, 0], [1, 2], [0, 2], [3, 4]]
+    assert batch.pair_prompt.tolist() == [0, 0, 0, 1]
 
 
 def test_rows_in_length_groups_score_as_one_batch(tiny_gpt2):
     """Rows of lengths 2, 3, 1, 1, 2 in groups {1, 1} {2, 2} {3} at half a token a forward; the grouped
     forward returns each row's reward in its own place, equal to the one-batch forward's."""
+    from rlhf.core.groups import GroupedForward
     from rlhf.core.reward import reward_model_from_lm
 
     rankings = [Ranking([[5, 6], [5, 7, 8], [5]], [(1, 0), (1, 2), (0, 2)]), Ranking([[9], [9, 9]], [(0, 1)])]
     batch = collate_rankings(rankings, pad_id=0, group_cost=0.5)
-    assert batch["row_group"].tolist() == [1, 2, 0, 0, 1]
+    assert [ids.tolist() for ids, _ in batch.groups] == [[[5], [9]], [[5, 6], [9, 9]], [[5, 7, 8]]]  # rows 2 3, 0 4, 1
+    assert batch.row_position.tolist() == [2, 4, 0, 1, 3]
+    whole_ids, whole_mask = collate_rankings(rankings, pad_id=0).groups[0]
     rm = reward_model_from_lm(str(tiny_gpt2), seed=3).eval()
     with torch.no_grad():
-        whole = rm(batch["input_ids"], batch["attention_mask"])
-        grouped = rm(batch["input_ids"], batch["attention_mask"], batch["row_group"])
-        alone = torch.stack([rm(batch["input_ids"][i : i + 1, :n], batch["attention_mask"][i : i + 1, :n])[0]
+        whole = rm(whole_ids, whole_mask)
+        grouped = GroupedForward(rm)(batch.groups, batch.row_position)
+        alone = torch.stack([rm(whole_ids[i : i + 1, :n], whole_mask[i : i + 1, :n])[0]
                              for i, n in enumerate([2, 3, 1, 1, 2])])
     torch.testing.assert_close(grouped, whole, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(grouped, alone, atol=1e-5, rtol=1e-5)

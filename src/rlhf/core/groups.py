@@ -3,10 +3,16 @@
 PPO's micro-batches and rollout scoring (episodes: a left-padded prompt and a right-padded
 response) and the reward model's rows (prompt + response, right-padded) both use it. Any
 grouping computes the same sums; the grouping only decides how many padded tokens the
-forwards compute and how many forwards there are.
+forwards compute and how many forwards there are. The reward model's collator pads its rows
+in groups (`padded_groups`) and `GroupedForward` runs them; the model itself knows nothing of it.
 """
 
 from __future__ import annotations
+
+import torch
+from torch import nn
+
+from rlhf.core.ops import pad_rows
 
 
 def consecutive_groups(n: int, size: int) -> list[list[int]]:
@@ -37,6 +43,29 @@ def length_groups(prompt_lens: list[int], response_lens: list[int], max_size: in
         groups.append(order[cut[j] : j])
         j = cut[j]
     return groups[::-1]
+
+
+def padded_groups(rows: list[list[int]], pad_id: int, cost: float | None) -> tuple[list, torch.Tensor]:
+    """Token rows right-padded in groups of similar length (`length_groups` at `cost` padded tokens a forward;
+    one group of all rows when `cost` is None), each as wide as its own longest row: [(ids (b, T_g), mask
+    (b, T_g)), ...], and row_position (N,), where row n's output lands in the groups' outputs concatenated."""
+    n = len(rows)
+    members = [list(range(n))] if cost is None else \
+        [sorted(g) for g in length_groups([len(r) for r in rows], [0] * n, n, cost)]  # rows in batch order
+    groups = [pad_rows([rows[i] for i in g], pad_id) for g in members]
+    return groups, torch.argsort(torch.tensor([i for g in members for i in g]))  # (N,)
+
+
+class GroupedForward(nn.Module):
+    """A per-row model ((b, T) ids and mask -> (b,) outputs) run over padded_groups in one call, its outputs
+    back in row order. One module call keeps DDP at one forward per backward."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, groups: list[tuple[torch.Tensor, torch.Tensor]], row_position: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.model(ids, mask) for ids, mask in groups])[row_position]  # (N,)
 
 
 def padding_fraction(groups: list[list[int]], prompt_lens: list[int], response_lens: list[int]) -> float:

@@ -52,24 +52,8 @@ class RewardModel(nn.Module):
                            use_cache=False).last_hidden_state  # (B, T, H)
         return self.head(hidden).squeeze(-1).float() - self.offset  # (B, T)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                row_group: torch.Tensor | None = None) -> torch.Tensor:
-        """Scalar reward of each sequence, read at its last non-padding token. (B, T) -> (B,). With `row_group`
-        (B,), right-padded rows are forwarded group by group, each group cut to its longest row: the same
-        rewards with less padding, in one call (so DDP sees one forward)."""
-        groups = 1 if row_group is None else int(row_group.max()) + 1
-        if groups == 1:
-            return self._rewards(input_ids, attention_mask)
-        rows, parts = [], []
-        for g in range(groups):
-            idx = (row_group == g).nonzero().squeeze(-1)  # (b,)
-            width = int(attention_mask[idx].sum(-1).max())
-            rows.append(idx)
-            parts.append(self._rewards(input_ids[idx, :width], attention_mask[idx, :width]))
-        order = torch.cat(rows)  # (B,) row of each output
-        return torch.cat(parts)[torch.argsort(order)]  # (B,)
-
-    def _rewards(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Scalar reward of each sequence, read at its last non-padding token. (B, T) -> (B,)."""
         hidden = self.body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state  # (B, T, H)
         last = last_token_index(attention_mask)  # (B,)
         h_last = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (B, H)

@@ -120,11 +120,8 @@ def make_accelerator(config: TrainConfig):
     mixed = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[config.precision]
     if mixed == "fp16" and not torch.cuda.is_available():
         raise ValueError("precision=fp16 needs a GPU; use bf16 on CPU")
-    # AcceleratorState is a process-wide singleton that refuses a second precision; reset
-    # it (not the distributed PartialState) so several stages can run in one process (the demo).
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=False)
+    # accelerate keeps one precision per process: stages run in one process (the demo, a notebook) must
+    # share it, and accelerate's own error says so if they do not.
     return Accelerator(mixed_precision=mixed)
 
 
@@ -140,8 +137,10 @@ def halves(micro: list[list[int]]) -> list[list[int]]:
 def backward_micro_batches(net, batches: list, loss_fn, accelerator, step: int, last_ckpt,
                            side_by_side: bool = False) -> list:
     """Forward and backward of one optimizer step's micro-batches; the stats `loss_fn(net, batch) -> (loss,
-    stats)` returned for each. Side by side, the batches run two at a time on a core each (core/streams.py)
-    and their gradients are summed in order; otherwise one after the other, DDP syncing on the last."""
+    stats)` returned for each piece run. The CPU-speed device of SFT and RM lives here: with `side_by_side`
+    (see uses_side_by_side), each micro-batch (a list of example indices) runs as two halves on a core each
+    (core/streams.py), their gradients summed in a fixed order; otherwise the micro-batches run one after the
+    other, DDP syncing on the last. `step` and `last_ckpt` name where a NaN loss stopped the run."""
     if not side_by_side:
         out = []
         for i, batch in enumerate(batches):
@@ -160,6 +159,7 @@ def backward_micro_batches(net, batches: list, loss_fn, accelerator, step: int, 
         check_finite(loss, step, last_ckpt)
         return torch.autograd.grad(loss, params, allow_unused=True), stats
 
+    batches = halves(batches)
     out = []
     for i in range(0, len(batches), 2):  # add each pair's gradients at once: at most two extra copies held
         pair = run_side_by_side(*[lambda b=b: grads_of(b) for b in batches[i : i + 2]])

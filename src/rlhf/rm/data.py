@@ -13,8 +13,7 @@ from pathlib import Path
 
 import torch
 
-from rlhf.core.groups import length_groups
-from rlhf.core.ops import pad_rows
+from rlhf.core.groups import padded_groups
 from rlhf.core.run import progress_iter
 from rlhf.core.tokens import TruncationCounter, encode_pair
 from rlhf.data import read_records
@@ -59,25 +58,30 @@ def load_rankings(path: str, tokenizer, max_length: int, skip_bad_records: bool)
     return rankings
 
 
-def collate_rankings(rankings: list[Ranking], pad_id: int, group_cost: float | None = None) -> dict[str, torch.Tensor]:
-    """Rows of all prompts right-padded together; pairs offset into the flat row index. With `group_cost`,
-    `row_group` numbers groups of rows of similar length for the model to forward apart (less padding)."""
+@dataclass
+class RankingBatch:
+    """A micro-batch of whole prompts: each response one row (N in all), and the pairs between rows."""
+
+    groups: list[tuple[torch.Tensor, torch.Tensor]]  # rows right-padded in length groups: (ids, mask), (b, T_g) each
+    row_position: torch.Tensor  # (N,) where row n's score is among the groups' scores concatenated
+    pairs: torch.Tensor  # (P, 2) flat row indices (better, worse)
+    pair_prompt: torch.Tensor  # (P,) the prompt of the batch each pair belongs to
+
+    def to(self, device) -> "RankingBatch":
+        return RankingBatch([(ids.to(device), mask.to(device)) for ids, mask in self.groups],
+                            self.row_position.to(device), self.pairs.to(device), self.pair_prompt.to(device))
+
+
+def collate_rankings(rankings: list[Ranking], pad_id: int, group_cost: float | None = None) -> RankingBatch:
+    """Every response of the batch's prompts as a row, pairs offset into the flat row index. With `group_cost`,
+    rows of similar length are padded in groups of their own (`core/groups.padded_groups`): less padding, the
+    same scores; without, one group."""
     rows = [r for ranking in rankings for r in ranking.rows]
-    N = len(rows)
-    input_ids, attention_mask = pad_rows(rows, pad_id)  # (N, T)
+    groups, row_position = padded_groups(rows, pad_id, group_cost)
     pairs, pair_prompt, offset = [], [], 0
     for p, ranking in enumerate(rankings):
         pairs += [(offset + w, offset + l) for w, l in ranking.pairs]
         pair_prompt += [p] * len(ranking.pairs)
         offset += len(ranking.rows)
-    row_group = torch.zeros(N, dtype=torch.long)  # (N,)
-    if group_cost is not None:
-        for g, members in enumerate(length_groups([len(r) for r in rows], [0] * N, N, group_cost)):
-            row_group[members] = g
-    return {
-        "input_ids": input_ids,
-        "attention_mask": attention_mask,
-        "pairs": torch.tensor(pairs, dtype=torch.long).view(-1, 2),  # (P, 2)
-        "pair_prompt": torch.tensor(pair_prompt, dtype=torch.long),  # (P,)
-        "row_group": row_group,
-    }
+    return RankingBatch(groups, row_position, torch.tensor(pairs, dtype=torch.long).view(-1, 2),  # (P, 2)
+                        torch.tensor(pair_prompt, dtype=torch.long))  # (P,)

@@ -9,28 +9,143 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from rlhf.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from rlhf.core.groups import GroupedForward
 from rlhf.core.reward import RewardModel, reward_model_from_lm
 from rlhf.core.run import Run, progress, progress_iter
 from rlhf.core.train import (
-    accumulation_steps, backward_micro_batches, clip_and_step, epoch_order, halves, make_accelerator, make_optimizer,
+    Sums, accumulation_steps, backward_micro_batches, clip_and_step, epoch_order, make_accelerator, make_optimizer,
     maybe_compile, plan_steps, seed_everything, step_indices, uses_side_by_side,
 )
 from rlhf.data import read_records
 from rlhf.rm.config import RMConfig
-from rlhf.rm.data import Ranking, collate_rankings, load_rankings
+from rlhf.rm.data import Ranking, RankingBatch, collate_rankings, load_rankings
 from rlhf.rm.loss import ranking_loss
 
 log = logging.getLogger("rlhf.rm")
 
 
-def forward_loss(net, batch: dict, num_prompts) -> tuple[torch.Tensor, dict]:
-    scores = net(batch["input_ids"], batch["attention_mask"], batch.get("row_group"))  # (N,)
-    return ranking_loss(scores, batch["pairs"], batch["pair_prompt"], num_prompts)
+@dataclass
+class RankingSums(Sums):
+    """Sums over the rankings trained on (or evaluated)."""
+
+    loss_sum: float = 0.0
+    """Each prompt's mean pair loss, summed over prompts."""
+    prompts: float = 0.0
+    """Rankings (prompts)."""
+    pairs: float = 0.0
+    """(better, worse) pairs the rankings yield."""
+    correct: float = 0.0
+    """Pairs scored the right way round (a tie counts half)."""
+    margin_sum: float = 0.0
+    """r_better - r_worse, summed over pairs."""
+
+    def metrics(self, prefix: str) -> dict[str, float]:
+        return {f"{prefix}/loss": self.loss_sum / max(self.prompts, 1.0),
+                f"{prefix}/accuracy": self.correct / max(self.pairs, 1.0),
+                f"{prefix}/margin": self.margin_sum / max(self.pairs, 1.0)}
+
+
+def main(config: RMConfig, out: str, resume: bool = False) -> dict[str, float]:
+    # --- setup -------------------------------------------------------------------
+    accelerator = make_accelerator(config)
+    run = Run(out, config, accelerator.is_main_process, resume)
+    out = Path(out)
+    seed_everything(config.seed)
+    device, rank, nproc = accelerator.device, accelerator.process_index, accelerator.num_processes
+    model = reward_model_from_lm(
+        config.model, dropout=None if config.dropout < 0 else config.dropout,
+        gradient_checkpointing=config.gradient_checkpointing, lora=config.lora, seed=config.seed,
+    )
+    tokenizer = model.tokenizer
+    train = load_rankings(config.train_file, tokenizer, config.max_length, config.skip_bad_records)
+    evals = load_rankings(config.eval_file, tokenizer, config.max_length, config.skip_bad_records) if config.eval_file else []
+    accum = accumulation_steps(config, nproc)
+    per_epoch, total_steps = plan_steps(config, len(train))
+    optimizer, scheduler = make_optimizer(model, config, total_steps)
+    # The collator cuts each micro-batch's rows into length groups; GroupedForward runs them in one call, so DDP
+    # sees one forward per backward.
+    net, optimizer = accelerator.prepare(GroupedForward(maybe_compile(model, config)), optimizer)
+    side_by_side = uses_side_by_side(config, accelerator)
+    pad_id = tokenizer.pad_token_id
+    log.info("RM: %d train / %d eval rankings (%d pairs), %d steps (%d per epoch), %d micro-batches of %d per step",
+             len(train), len(evals), sum(len(r.pairs) for r in train), total_steps, per_epoch, accum,
+             config.micro_batch_size)
+
+    step, last_ckpt = 0, None
+    if resume and (ckpt := latest_checkpoint(out)) is not None:
+        state = load_checkpoint(ckpt, {"model": model}, {"optimizer": optimizer, "scheduler": scheduler}, accelerator)
+        step, last_ckpt = state["step"], str(ckpt)
+        run.truncate_history(step)
+        log.info("resumed from %s (step %d)", ckpt, step)
+
+    # --- loop --------------------------------------------------------------------
+    bar = progress(total_steps, "rm", disable=not accelerator.is_main_process, initial=step)
+    window, window_s, total_pairs, total_s = RankingSums(), 0.0, 0.0, 0.0
+    net.train()
+    while step < total_steps:
+        t0 = time.time()
+        epoch, step_in_epoch = divmod(step, per_epoch)
+        order = epoch_order(len(train), config.seed, epoch)
+        micro = step_indices(order, step_in_epoch, config, rank, nproc)  # this process's micro-batches
+        num_prompts = config.batch_size / nproc  # every step holds batch_size prompts; DDP averages over processes
+
+        def loss_fn(net_, idx: list[int]):
+            return forward_loss(net_, collate_rankings([train[i] for i in idx], pad_id, group_cost(config)).to(device),
+                                num_prompts)
+
+        for stats in backward_micro_batches(net, micro, loss_fn, accelerator, step, last_ckpt, side_by_side):
+            window += RankingSums.of(**stats)
+        grad_norm = clip_and_step(accelerator, net, optimizer, scheduler, config.max_grad_norm)
+        step += 1
+        window_s += time.time() - t0
+        bar.update(1)
+
+        # --- log, evaluate, checkpoint ---------------------------------------------------
+        if step % config.logging_steps == 0 or step == total_steps:
+            summed = window.reduced(accelerator)
+            total_pairs, total_s = total_pairs + summed.pairs, total_s + window_s
+            metrics = {**summed.metrics("train"), "train/lr": scheduler.get_last_lr()[0], "train/grad_norm": grad_norm,
+                       "train/epoch": step / per_epoch, "rm/comparisons_per_s": summed.pairs / max(window_s, 1e-9),
+                       "rm/rankings_per_s": summed.prompts / max(window_s, 1e-9)}
+            run.log(step, metrics)
+            bar.set_postfix(loss=f"{metrics['train/loss']:.3f}", acc=f"{metrics['train/accuracy']:.2f}",
+                            cmp_s=f"{metrics['rm/comparisons_per_s']:.0f}")
+            window, window_s = RankingSums(), 0.0
+        epoch_end = step % per_epoch == 0 or step == total_steps
+        if epoch_end and evals:
+            metrics = evaluate(net, evals, config, accelerator, pad_id)
+            run.log(step, metrics)
+            log.info("step %d: %s", step, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+        if (epoch_end or (config.save_steps and step % config.save_steps == 0)) and step < total_steps:
+            last_ckpt = str(save_checkpoint(out, step, {"model": model}, {"optimizer": optimizer, "scheduler": scheduler},
+                                            {}, accelerator, keep=config.keep_checkpoints))
+    bar.close()
+
+    # --- finish: normalise so the reference set scores mean 0, then save final/ ----
+    offset = float("nan")
+    if accelerator.is_main_process:  # only the main process saves, so only it scores the reference set
+        offset, source = normalisation_offset(model, config)
+        model.offset.fill_(offset)
+        log.info("normalisation: reference mean reward %.4f (%s) is now 0", offset, source)
+        model.save(out / "final", extra={"offset_source": source, "trained_from": config.model})
+    accelerator.wait_for_everyone()
+    final = run.latest_metrics()
+    if total_s > 0:
+        final["rm/comparisons_per_s"] = total_pairs / total_s
+    final["rm/eval_accuracy"] = final.get("eval/accuracy", float("nan"))
+    final["rm/offset"] = offset
+    return run.finish(final)
+
+
+def forward_loss(net, batch: RankingBatch, num_prompts) -> tuple[torch.Tensor, dict]:
+    scores = net(batch.groups, batch.row_position)  # (N,)
+    return ranking_loss(scores, batch.pairs, batch.pair_prompt, num_prompts)
 
 
 def group_cost(config: RMConfig) -> float | None:
@@ -38,35 +153,19 @@ def group_cost(config: RMConfig) -> float | None:
     return config.group_cost_tokens if config.group_by_length and not config.compile else None
 
 
-def _zero_stats(device) -> torch.Tensor:
-    return torch.zeros(5, device=device)  # loss_sum, prompts, pairs, correct, margin_sum
-
-
-def _add(total: torch.Tensor, stats: dict) -> torch.Tensor:
-    return total + torch.tensor([float(stats["loss_sum"]), stats["prompts"], stats["pairs"],
-                                 float(stats["correct"]), float(stats["margin_sum"])], device=total.device)
-
-
-def _summary(total: torch.Tensor, prefix: str) -> dict[str, float]:
-    loss_sum, prompts, pairs, correct, margin = total.tolist()
-    return {f"{prefix}/loss": loss_sum / max(prompts, 1), f"{prefix}/accuracy": correct / max(pairs, 1),
-            f"{prefix}/margin": margin / max(pairs, 1)}
-
-
 @torch.no_grad()
 def evaluate(net, rankings: list[Ranking], config: RMConfig, accelerator, pad_id: int) -> dict[str, float]:
     """Loss (per prompt), pairwise accuracy and mean margin (per pair) over the eval rankings."""
     net.eval()
-    total = _zero_stats(accelerator.device)
+    total = RankingSums()
     chunks = [rankings[i : i + config.micro_batch_size] for i in range(0, len(rankings), config.micro_batch_size)]
-    mine = chunks[accelerator.process_index :: accelerator.num_processes]
-    for chunk in progress_iter(mine, "eval", min_items=50):
-        batch = {k: v.to(accelerator.device) for k, v in collate_rankings(chunk, pad_id, group_cost(config)).items()}
+    for chunk in progress_iter(chunks[accelerator.process_index :: accelerator.num_processes], "eval", min_items=50):
+        batch = collate_rankings(chunk, pad_id, group_cost(config)).to(accelerator.device)
         with accelerator.autocast():
             _, stats = forward_loss(net, batch, 1)
-        total = _add(total, stats)
+        total += RankingSums.of(**stats)
     net.train()
-    return _summary(accelerator.reduce(total, "sum"), "eval")
+    return total.reduced(accelerator).metrics("eval")
 
 
 @torch.no_grad()
@@ -86,100 +185,3 @@ def normalisation_offset(model: RewardModel, config: RMConfig) -> tuple[float, s
     model.offset.zero_()
     scores = model.score(prompts, responses, batch_size=config.micro_batch_size * 4, max_length=config.max_length)
     return sum(scores) / len(scores), source
-
-
-def main(config: RMConfig, out: str, resume: bool = False) -> dict[str, float]:
-    # --- setup -------------------------------------------------------------------
-    accelerator = make_accelerator(config)
-    run = Run(out, config, accelerator.is_main_process, resume)
-    out = Path(out)
-    seed_everything(config.seed)
-    model = reward_model_from_lm(
-        config.model, dropout=None if config.dropout < 0 else config.dropout,
-        gradient_checkpointing=config.gradient_checkpointing, lora=config.lora, seed=config.seed,
-    )
-    tokenizer = model.tokenizer
-    train = load_rankings(config.train_file, tokenizer, config.max_length, config.skip_bad_records)
-    evals = load_rankings(config.eval_file, tokenizer, config.max_length, config.skip_bad_records) if config.eval_file else []
-    accum = accumulation_steps(config, accelerator.num_processes)
-    per_epoch, total_steps = plan_steps(config, len(train))
-    optimizer, scheduler = make_optimizer(model, config, total_steps)
-    net, optimizer = accelerator.prepare(maybe_compile(model, config), optimizer)
-    side_by_side = uses_side_by_side(config, accelerator)
-    pad_id = tokenizer.pad_token_id
-    log.info("RM: %d train / %d eval rankings (%d pairs), %d steps (%d per epoch), %d micro-batches of %d per step",
-             len(train), len(evals), sum(len(r.pairs) for r in train), total_steps, per_epoch, accum,
-             config.micro_batch_size)
-
-    step, last_ckpt = 0, None
-    if resume and (ckpt := latest_checkpoint(out)) is not None:
-        state = load_checkpoint(ckpt, {"model": accelerator.unwrap_model(net, keep_torch_compile=False)},
-                                {"optimizer": optimizer, "scheduler": scheduler}, accelerator)
-        step, last_ckpt = state["step"], str(ckpt)
-        run.truncate_history(step)
-        log.info("resumed from %s (step %d)", ckpt, step)
-
-    # --- loop --------------------------------------------------------------------
-    bar = progress(total_steps, "rm", disable=not accelerator.is_main_process, initial=step)
-    window, window_start = _zero_stats(accelerator.device), time.time()
-    total_pairs, total_time = 0.0, 0.0
-    net.train()
-    while step < total_steps:
-        epoch, step_in_epoch = divmod(step, per_epoch)
-        order = epoch_order(len(train), config.seed, epoch)
-        micro = step_indices(order, step_in_epoch, config, accelerator.process_index, accelerator.num_processes)
-        if side_by_side:  # each micro-batch as two halves (whole prompts each), a core each
-            micro = halves(micro)
-        batches = [{k: v.to(accelerator.device)
-                    for k, v in collate_rankings([train[i] for i in idx], pad_id, group_cost(config)).items()}
-                   for idx in micro]
-        # Every step holds exactly batch_size prompts; DDP averages gradients over processes.
-        num_prompts = config.batch_size / accelerator.num_processes
-        for stats in backward_micro_batches(net, batches, lambda n, b: forward_loss(n, b, num_prompts), accelerator,
-                                            step, last_ckpt, side_by_side):
-            window = _add(window, stats)
-        grad_norm = clip_and_step(accelerator, net, optimizer, scheduler, config.max_grad_norm)
-        step += 1
-        bar.update(1)
-
-        if step % config.logging_steps == 0 or step == total_steps:
-            elapsed = time.time() - window_start
-            summed = accelerator.reduce(window, "sum")
-            total_pairs += summed[2].item()
-            total_time += elapsed
-            metrics = {**_summary(summed, "train"), "train/lr": scheduler.get_last_lr()[0], "train/grad_norm": grad_norm,
-                       "train/epoch": step / per_epoch, "rm/comparisons_per_s": summed[2].item() / max(elapsed, 1e-9),
-                       "rm/rankings_per_s": summed[1].item() / max(elapsed, 1e-9)}
-            run.log(step, metrics)
-            bar.set_postfix(loss=f"{metrics['train/loss']:.3f}", acc=f"{metrics['train/accuracy']:.2f}",
-                            cmp_s=f"{metrics['rm/comparisons_per_s']:.0f}")
-            window, window_start = _zero_stats(accelerator.device), time.time()
-
-        epoch_end = step % per_epoch == 0 or step == total_steps
-        if epoch_end and evals:
-            metrics = evaluate(net, evals, config, accelerator, pad_id)
-            run.log(step, metrics)
-            log.info("step %d: %s", step, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
-            window_start = time.time()
-        if (epoch_end or (config.save_steps and step % config.save_steps == 0)) and step < total_steps:
-            last_ckpt = str(save_checkpoint(out, step, {"model": accelerator.unwrap_model(net, keep_torch_compile=False)},
-                                            {"optimizer": optimizer, "scheduler": scheduler}, {}, accelerator,
-                                            keep=config.keep_checkpoints))
-            window_start = time.time()
-    bar.close()
-
-    # --- finish: normalise so the reference set scores mean 0, then save final/ ----
-    final_model = accelerator.unwrap_model(net, keep_torch_compile=False)
-    offset = float("nan")
-    if accelerator.is_main_process:  # only the main process saves, so only it scores the reference set
-        offset, source = normalisation_offset(final_model, config)
-        final_model.offset.fill_(offset)
-        log.info("normalisation: reference mean reward %.4f (%s) is now 0", offset, source)
-        final_model.save(out / "final", extra={"offset_source": source, "trained_from": config.model})
-    accelerator.wait_for_everyone()
-    final = run.latest_metrics()
-    if total_time > 0:
-        final["rm/comparisons_per_s"] = total_pairs / total_time
-    final["rm/eval_accuracy"] = final.get("eval/accuracy", float("nan"))
-    final["rm/offset"] = offset
-    return run.finish(final)

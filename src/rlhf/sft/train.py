@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -18,8 +19,8 @@ from rlhf.core.lm import ResponseLM
 from rlhf.core.models import load_causal_lm, load_tokenizer
 from rlhf.core.run import Run, progress, progress_iter
 from rlhf.core.train import (
-    accumulation_steps, backward_micro_batches, clip_and_step, epoch_order, halves, make_accelerator,
-    make_optimizer, maybe_compile, plan_steps, seed_everything, step_indices, uses_side_by_side,
+    Sums, accumulation_steps, backward_micro_batches, clip_and_step, epoch_order, make_accelerator, make_optimizer,
+    maybe_compile, plan_steps, seed_everything, step_indices, uses_side_by_side,
 )
 from rlhf.sft.config import SFTConfig
 from rlhf.sft.data import Example, collate_packed, collate_padded, load_examples
@@ -28,48 +29,16 @@ from rlhf.sft.loss import sft_loss
 log = logging.getLogger("rlhf.sft")
 
 
-def collate(config: SFTConfig, examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
-    if config.packing:
-        return collate_packed(examples, pad_id, config.max_length)
-    return collate_padded(examples, pad_id)
+@dataclass
+class TokenSums(Sums):
+    """Sums over the response tokens trained on (or evaluated)."""
 
-
-def forward_loss(net, batch: dict, num_tokens) -> tuple[torch.Tensor, dict]:
-    logits = net(batch["input_ids"], batch["attention_mask"], batch["select"], batch.get("position_ids"))  # (N, V)
-    return sft_loss(logits, batch["targets"], num_tokens)
-
-
-@torch.no_grad()
-def evaluate_loss(net, examples: list[Example], config: SFTConfig, accelerator, pad_id: int) -> float:
-    """Mean per-token loss over the eval set, each process taking every n-th micro-batch."""
-    net.eval()
-    total = torch.zeros(2, device=accelerator.device)  # (loss_sum, tokens)
-    chunks = [examples[i : i + config.micro_batch_size] for i in range(0, len(examples), config.micro_batch_size)]
-    mine = chunks[accelerator.process_index :: accelerator.num_processes]
-    for chunk in progress_iter(mine, "eval", min_items=50):
-        batch = {k: v.to(accelerator.device) for k, v in collate(config, chunk, pad_id).items()}
-        with accelerator.autocast():
-            _, stats = forward_loss(net, batch, 1)
-        total += torch.tensor([float(stats["loss_sum"]), stats["tokens"]], device=accelerator.device)
-    total = accelerator.reduce(total, "sum")
-    net.train()
-    return float(total[0] / total[1].clamp(min=1))
-
-
-@torch.no_grad()
-def evaluate_reward(model, tokenizer, eval_file: str, config: SFTConfig, reward_model) -> float:
-    """Mean reward-model score of greedy responses to the eval prompts (the paper's SFT selection)."""
-    from rlhf.core.generate import generate
-    from rlhf.core.tokens import encode_prompt
-    from rlhf.data import read_records
-
-    records = read_records(eval_file, "demonstration", skip_bad_records=config.skip_bad_records)[: config.eval_reward_prompts]
-    prompts = [r["prompt"] for r in records]
-    prompt_ids = [encode_prompt(tokenizer, p)[-(config.max_length - config.eval_max_new_tokens):] for p in prompts]
-    responses = generate(model, tokenizer, prompt_ids, config.eval_max_new_tokens, do_sample=False)
-    texts = [tokenizer.decode(r, skip_special_tokens=True) for r in responses]
-    scores = reward_model.score(prompts, texts, max_length=config.max_length)
-    return sum(scores) / len(scores)
+    loss_sum: float = 0.0
+    """Next-token NLL summed over response tokens."""
+    tokens: float = 0.0
+    """Response tokens (the loss's targets)."""
+    seen_tokens: float = 0.0
+    """Real tokens, prompt and response, padding excluded: what sft/tokens_per_s counts."""
 
 
 def main(config: SFTConfig, out: str, resume: bool = False) -> dict[str, float]:
@@ -78,6 +47,7 @@ def main(config: SFTConfig, out: str, resume: bool = False) -> dict[str, float]:
     run = Run(out, config, accelerator.is_main_process, resume)
     out = Path(out)
     seed_everything(config.seed)
+    device, rank, nproc = accelerator.device, accelerator.process_index, accelerator.num_processes
     tokenizer = load_tokenizer(config.model)
     model = load_causal_lm(
         config.model, dropout=None if config.dropout < 0 else config.dropout,
@@ -89,8 +59,8 @@ def main(config: SFTConfig, out: str, resume: bool = False) -> dict[str, float]:
     if config.reward_model:
         from rlhf.core.reward import load_reward_model
 
-        reward_model = load_reward_model(config.reward_model, device=str(accelerator.device))
-    accum = accumulation_steps(config, accelerator.num_processes)
+        reward_model = load_reward_model(config.reward_model, device=str(device))
+    accum = accumulation_steps(config, nproc)
     per_epoch, total_steps = plan_steps(config, len(train))
     net = ResponseLM(model)
     optimizer, scheduler = make_optimizer(net, config, total_steps)
@@ -110,82 +80,84 @@ def main(config: SFTConfig, out: str, resume: bool = False) -> dict[str, float]:
 
     # --- loop --------------------------------------------------------------------
     bar = progress(total_steps, "sft", disable=not accelerator.is_main_process, initial=step)
-    window = {"loss_sum": 0.0, "tokens": 0, "seen_tokens": 0, "time": time.time()}
-    total_seen, total_time = 0, 0.0
-    metrics: dict[str, float] = {}
+    window, window_s, total_seen, total_s = TokenSums(), 0.0, 0.0, 0.0
     net.train()
     while step < total_steps:
+        t0 = time.time()
         epoch, step_in_epoch = divmod(step, per_epoch)
         order = epoch_order(len(train), config.seed, epoch)
-        micro = step_indices(order, step_in_epoch, config, accelerator.process_index, accelerator.num_processes)
-        if side_by_side:  # each micro-batch as two halves, a core each
-            micro = halves(micro)
-        batches = [{k: v.to(accelerator.device) for k, v in collate(config, [train[i] for i in idx], pad_id).items()}
-                   for idx in micro]
+        micro = step_indices(order, step_in_epoch, config, rank, nproc)  # this process's micro-batches
         # Normalise by the response tokens of the whole global batch: 2 processes = 1, accumulation = bigger batch.
-        local_tokens = torch.tensor(float(sum(b["targets"].numel() for b in batches)), device=accelerator.device)
-        global_tokens = accelerator.reduce(local_tokens, "sum")
-        num_tokens = global_tokens / accelerator.num_processes  # DDP averages gradients over processes
-        all_stats = backward_micro_batches(net, batches, lambda n, b: forward_loss(n, b, num_tokens), accelerator,
-                                           step, last_ckpt, side_by_side)
-        for stats, idx in zip(all_stats, micro):
-            window["loss_sum"] += float(stats["loss_sum"])
-            window["tokens"] += stats["tokens"]
-            window["seen_tokens"] += sum(len(train[j]) for j in idx)  # real tokens, padding excluded
+        local_tokens = sum(len(train[i].response_ids) for idx in micro for i in idx)
+        num_tokens = accelerator.reduce(torch.tensor(float(local_tokens), device=device), "sum") / nproc  # DDP averages
+
+        def loss_fn(net_, idx: list[int]):
+            batch = {k: v.to(device) for k, v in collate(config, [train[i] for i in idx], pad_id).items()}
+            return forward_loss(net_, batch, num_tokens)
+
+        for stats in backward_micro_batches(net, micro, loss_fn, accelerator, step, last_ckpt, side_by_side):
+            window += TokenSums.of(**stats)
+        window += TokenSums(seen_tokens=sum(len(train[i]) for idx in micro for i in idx))
         grad_norm = clip_and_step(accelerator, net, optimizer, scheduler, config.max_grad_norm)
         step += 1
+        window_s += time.time() - t0
         bar.update(1)
 
+        # --- log, evaluate, checkpoint ---------------------------------------------------
         if step % config.logging_steps == 0 or step == total_steps:
-            elapsed = time.time() - window["time"]
-            summed = accelerator.reduce(torch.tensor([window["loss_sum"], window["tokens"], window["seen_tokens"]],
-                                                     dtype=torch.float64, device=accelerator.device), "sum")
-            loss_sum, tokens, seen = summed.tolist()
-            total_seen += seen
-            total_time += elapsed
+            summed = window.reduced(accelerator)
+            total_seen, total_s = total_seen + summed.seen_tokens, total_s + window_s
             metrics = {
-                "train/loss": loss_sum / max(1, tokens),
+                "train/loss": summed.loss_sum / max(1.0, summed.tokens),
                 "train/lr": scheduler.get_last_lr()[0],
                 "train/grad_norm": grad_norm,
                 "train/epoch": step / per_epoch,
-                "sft/tokens_per_s": seen / max(elapsed, 1e-9),
+                "sft/tokens_per_s": summed.seen_tokens / max(window_s, 1e-9),
             }
             run.log(step, metrics)
             bar.set_postfix(loss=f"{metrics['train/loss']:.3f}", tok_s=f"{metrics['sft/tokens_per_s']:.0f}")
-            window = {"loss_sum": 0.0, "tokens": 0, "seen_tokens": 0, "time": time.time()}
-
+            window, window_s = TokenSums(), 0.0
         epoch_end = step % per_epoch == 0 or step == total_steps
         if epoch_end:
-            best = end_of_epoch(config, net, model, tokenizer, evals, reward_model, accelerator, run, out, step, best)
-            window["time"] = time.time()  # evaluation time is not training throughput
+            best = end_of_epoch(config, net, tokenizer, evals, reward_model, accelerator, run, out, step, best)
         if (epoch_end or (config.save_steps and step % config.save_steps == 0)) and step < total_steps:
             last_ckpt = str(save_checkpoint(out, step, {"model": accelerator.unwrap_model(net, keep_torch_compile=False)},
                                             {"optimizer": optimizer, "scheduler": scheduler},
                                             {"best": best}, accelerator, keep=config.keep_checkpoints))
-            window["time"] = time.time()
     bar.close()
 
     # --- finish ------------------------------------------------------------------
-    if not evals and accelerator.is_main_process:
+    if not evals and accelerator.is_main_process:  # with evals, end_of_epoch saved the best epoch
         save_final(accelerator.unwrap_model(net, keep_torch_compile=False).model, tokenizer, out)
     accelerator.wait_for_everyone()
     final = run.latest_metrics()
-    if total_time > 0:
-        final["sft/tokens_per_s"] = total_seen / total_time
+    if total_s > 0:
+        final["sft/tokens_per_s"] = total_seen / total_s
     final["sft/eval_loss"] = final.get("eval/loss", float("nan"))
     if best is not None:
         final["sft/best_" + config.select_metric.split("/")[1]] = best
     return run.finish(final)
 
 
-def end_of_epoch(config, net, model, tokenizer, evals, reward_model, accelerator, run, out, step, best):
+def collate(config: SFTConfig, examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
+    if config.packing:
+        return collate_packed(examples, pad_id, config.max_length)
+    return collate_padded(examples, pad_id)
+
+
+def forward_loss(net, batch: dict, num_tokens) -> tuple[torch.Tensor, dict]:
+    logits = net(batch["input_ids"], batch["attention_mask"], batch["select"], batch.get("position_ids"))  # (N, V)
+    return sft_loss(logits, batch["targets"], num_tokens)
+
+
+def end_of_epoch(config, net, tokenizer, evals, reward_model, accelerator, run, out, step, best):
     """Evaluate, and write final/ when the selection metric improves (paper: pick by validation RM score)."""
     if not evals:
         return best
     metrics = {"eval/loss": evaluate_loss(net, evals, config, accelerator, tokenizer.pad_token_id)}
+    model = accelerator.unwrap_model(net, keep_torch_compile=False).model
     if reward_model is not None and accelerator.is_main_process:
-        metrics["eval/reward"] = evaluate_reward(accelerator.unwrap_model(net, keep_torch_compile=False).model,
-                                                 tokenizer, config.eval_file, config, reward_model)
+        metrics["eval/reward"] = evaluate_reward(model, tokenizer, config.eval_file, config, reward_model)
     run.log(step, metrics)
     value = metrics.get(config.select_metric, metrics["eval/loss"])
     lower_is_better = config.select_metric == "eval/loss"
@@ -194,6 +166,38 @@ def end_of_epoch(config, net, model, tokenizer, evals, reward_model, accelerator
     if improved:
         best = value
         if accelerator.is_main_process:
-            save_final(accelerator.unwrap_model(net, keep_torch_compile=False).model, tokenizer, out)
+            save_final(model, tokenizer, out)
     accelerator.wait_for_everyone()
     return best
+
+
+@torch.no_grad()
+def evaluate_loss(net, examples: list[Example], config: SFTConfig, accelerator, pad_id: int) -> float:
+    """Mean per-token loss over the eval set, each process taking every n-th micro-batch."""
+    net.eval()
+    total = TokenSums()
+    chunks = [examples[i : i + config.micro_batch_size] for i in range(0, len(examples), config.micro_batch_size)]
+    for chunk in progress_iter(chunks[accelerator.process_index :: accelerator.num_processes], "eval", min_items=50):
+        batch = {k: v.to(accelerator.device) for k, v in collate(config, chunk, pad_id).items()}
+        with accelerator.autocast():
+            _, stats = forward_loss(net, batch, 1)
+        total += TokenSums.of(**stats)
+    total = total.reduced(accelerator)
+    net.train()
+    return total.loss_sum / max(total.tokens, 1.0)
+
+
+@torch.no_grad()
+def evaluate_reward(model, tokenizer, eval_file: str, config: SFTConfig, reward_model) -> float:
+    """Mean reward-model score of greedy responses to the eval prompts (the paper's SFT selection)."""
+    from rlhf.core.generate import generate
+    from rlhf.core.tokens import encode_prompt
+    from rlhf.data import read_records
+
+    records = read_records(eval_file, "demonstration", skip_bad_records=config.skip_bad_records)[: config.eval_reward_prompts]
+    prompts = [r["prompt"] for r in records]
+    prompt_ids = [encode_prompt(tokenizer, p)[-(config.max_length - config.eval_max_new_tokens):] for p in prompts]
+    responses = generate(model, tokenizer, prompt_ids, config.eval_max_new_tokens, do_sample=False)
+    texts = [tokenizer.decode(r, skip_special_tokens=True) for r in responses]
+    scores = reward_model.score(prompts, texts, max_length=config.max_length)
+    return sum(scores) / len(scores)
