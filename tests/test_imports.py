@@ -25,13 +25,8 @@ ALLOWED = {
     "rlhf": {"core"},  # rlhf/__init__.py: the lazy public loaders
     "__main__": {"cli"},
 }
-# Modules of world/ that orchestrate stages and move to rlhf/demo/ (issue 17, step 4); until they
-# have moved they count as demo. Delete an entry when its module leaves world/.
-MOVING_TO_DEMO = {"rlhf.world.demo", "rlhf.world.measure", "rlhf.world.report", "rlhf.world.pretrain",
-                  "rlhf.world.evaluate"}
-# Module cycles other steps of issue 17 remove (3: label app/admin, 4: the demo); none may be added.
-KNOWN_CYCLES = [{"rlhf.label.app", "rlhf.label.admin"},
-                {"rlhf.world.demo", "rlhf.world.measure", "rlhf.world.report"}]
+# The module cycle step 3 of issue 17 removes (label app/admin); none may be added.
+KNOWN_CYCLES = [{"rlhf.label.app", "rlhf.label.admin"}]
 
 
 def module_name(path: Path) -> str:
@@ -53,8 +48,6 @@ def imported_modules(path: Path, modules: set[str]) -> set[str]:
 
 
 def package_of(module: str) -> str:
-    if module in MOVING_TO_DEMO:
-        return "demo"
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else "rlhf"
 
