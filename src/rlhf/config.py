@@ -207,13 +207,25 @@ def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+def _own_fields_first(cls: type) -> list[dataclasses.Field]:
+    """A config's fields, those its own class introduces first, then each base's (the shared blocks), so --help
+    opens with what is particular to the stage. A field a class only re-declares (a new default) stays with
+    the block that introduced it."""
+    fields = dataclasses.fields(cls)
+
+    def introduced_by(name: str) -> int:  # MRO position of the most basic class declaring it
+        return max(i for i, klass in enumerate(cls.__mro__) if name in vars(klass).get("__annotations__", {}))
+
+    return sorted(fields, key=lambda f: introduced_by(f.name))  # stable: declaration order within a class
+
+
 def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
     """Rows (dotted key, default, doc) for --help, nested configs flattened."""
     rows = []
     docs = field_docs(cls)
     hints = _hints(cls)
     defaults = cls()
-    for f in dataclasses.fields(cls):
+    for f in _own_fields_first(cls):
         nested = _nested_type(hints[f.name])
         if nested is not None:
             rows.extend(describe(nested, prefix=f"{prefix}{f.name}."))

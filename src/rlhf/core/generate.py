@@ -10,9 +10,29 @@ prompt and the weights only: the same with 1 or 2 processes, in any batch, after
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
+from rlhf.config import require
 from rlhf.core.ops import pad_rows
+
+
+@dataclass
+class GenerationConfig:
+    """How responses are sampled: the same keys and meanings in PPO's rollouts and in eval."""
+
+    max_new_tokens: int = 64
+    """Maximum response length in tokens; a response also stops at EOS."""
+    temperature: float = 1.0
+    """Sampling temperature, also applied to every log-prob of the sampled tokens (details checklist)."""
+    top_p: float = 1.0
+    """Nucleus sampling mass; 1.0 samples the full distribution (PPO's importance ratios assume it)."""
+
+    def validate_generation(self) -> None:
+        require(self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        require(self.temperature > 0, f"temperature must be > 0 (the log-probs divide by it), got {self.temperature}")
+        require(0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}")
 
 
 def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,6 @@
-"""What the SFT, RM and PPO loops share: the common config fields, accelerate set-up,
-optimizer and schedule, the global-batch plan, and the NaN guard.
+"""What the SFT, RM and PPO loops share: the optimizer and run config blocks, accelerate set-up,
+optimizer and schedule, the global-batch plan, the stats accumulator, the micro-batch
+backward (and the side-by-side device behind it), and the NaN guard.
 
 Batches: `batch_size` examples make one optimizer step (global, across processes);
 each process runs `micro_batch_size` examples per forward/backward, so gradient
@@ -23,8 +24,67 @@ from rlhf.core.streams import run_side_by_side, streams_available
 
 
 @dataclass
-class TrainConfig:
-    """Fields every training stage has, with the same names and meanings."""
+class OptimConfig:
+    """AdamW (betas 0.9, 0.95; decay on matrices only) with linear warmup, then cosine decay (paper 3.5)."""
+
+    lr: float = 1e-5
+    """Peak learning rate of AdamW."""
+    weight_decay: float = 0.0
+    """AdamW decoupled weight decay on matrices."""
+    warmup_ratio: float = 0.03
+    """Fraction of the optimizer steps (PPO: iterations) spent warming the learning rate up linearly from 0."""
+    min_lr_ratio: float = 0.0
+    """Cosine decay floor as a fraction of lr (1.0 keeps lr constant)."""
+    max_grad_norm: float = 1.0
+    """Clip the global gradient norm (PPO: policy and value model together) to this; 0 turns clipping off."""
+
+    def validate_optim(self) -> None:
+        require(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        require(self.weight_decay >= 0 and self.max_grad_norm >= 0, "weight_decay and max_grad_norm must be >= 0")
+        require(0 <= self.warmup_ratio < 1, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        require(0 <= self.min_lr_ratio <= 1, f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+
+
+@dataclass
+class RunConfig:
+    """How a training run executes and what it keeps: seed, precision, memory and speed switches, LoRA,
+    bad records, logging and checkpoints."""
+
+    seed: int = 0
+    """Seeds data order, sampling, initialisation of new heads and dropout."""
+    precision: str = "fp32"
+    """fp32, bf16 or fp16 autocast (bf16 is ~7x faster matmuls on recent x86 CPUs too; fp16 needs a GPU). Stages
+    run in one Python process share one precision (accelerate's rule)."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory, ~30% more compute."""
+    side_by_side: bool = True
+    """On a CPU with one process and 2+ torch threads, run two independent halves of each step's work on a core
+    each, one thread apiece: SFT and RM split each micro-batch in two and sum the halves' gradients; PPO runs the
+    policy and the value model apart (and the rollout's scoring: policy and reference, value and reward). A small
+    model's matmuls use two cores better that way than split across threads (SFT: +11% fp32, +24% bf16 on the
+    benchmark model). SFT and RM hold two extra gradient copies: turn it off for a large model on a CPU short of
+    memory. No effect on GPUs, with several processes or with compile=true."""
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    """LoRA adapters through peft (lora.r > 0 turns them on)."""
+    skip_bad_records: bool = False
+    """Count and skip invalid records instead of stopping at the first one."""
+    logging_steps: int = 10
+    """Log training metrics every this many optimizer steps (PPO: iterations)."""
+    save_steps: int = 0
+    """Write a resumable checkpoint every this many optimizer steps (PPO: iterations); 0 writes none but SFT's
+    and RM's at each epoch's end."""
+    keep_checkpoints: int = 2
+    """How many most recent checkpoints to keep on disk."""
+
+    def validate_run(self) -> None:
+        require(self.precision in ("fp32", "bf16", "fp16"), f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
+        require(self.logging_steps >= 1 and self.keep_checkpoints >= 1, "logging_steps and keep_checkpoints must be >= 1")
+        require(self.save_steps >= 0, f"save_steps must be >= 0, got {self.save_steps}")
+
+
+@dataclass
+class TrainConfig(RunConfig, OptimConfig):
+    """What SFT and RM share beyond the optimizer and run blocks: a model, data files and the global batch."""
 
     model: str = ""
     """Model to start from: a local Hugging Face folder or a hub name."""
@@ -36,60 +96,26 @@ class TrainConfig:
     """Passes over the training data (fractions allowed)."""
     max_steps: int = -1
     """Stop after this many optimizer steps; -1 runs all epochs."""
-    lr: float = 1e-5
-    """Peak learning rate of AdamW."""
-    weight_decay: float = 0.0
-    """AdamW decoupled weight decay."""
-    warmup_ratio: float = 0.03
-    """Fraction of the optimizer steps spent warming the learning rate up linearly from 0."""
-    min_lr_ratio: float = 0.0
-    """Cosine decay floor as a fraction of `lr`."""
-    max_grad_norm: float = 1.0
-    """Clip the global gradient norm to this; 0 turns clipping off."""
     batch_size: int = 32
     """Examples per optimizer step, summed over all processes (the global batch)."""
     micro_batch_size: int = 8
     """Examples per forward/backward on one process; accumulation makes up the rest."""
     max_length: int = 512
     """Maximum tokens of prompt + response; prompts are cut from the left first."""
-    seed: int = 0
-    """Seeds data order, initialisation of new heads and dropout."""
-    precision: str = "fp32"
-    """fp32, bf16 or fp16 autocast (bf16 is ~7x faster matmuls on recent x86 CPUs too)."""
-    gradient_checkpointing: bool = False
-    """Recompute activations in the backward pass: less memory, ~30% more compute."""
     compile: bool = False
     """torch.compile the model: fuses elementwise ops and dtype casts (most of a small model's step on CPU); the first
     steps pay tens of seconds of compilation."""
-    side_by_side: bool = True
-    """On a CPU with one process and 2+ torch threads, split each micro-batch in two halves that run on a core each
-    with one thread apiece, and sum their gradients: a small model's matmuls use two cores better that way than
-    split across threads (measured +11% fp32, +24% bf16 on the benchmark model). Holds two extra gradient copies:
-    turn it off for a large model on a CPU short of memory. No effect on GPUs, with several processes or with
-    compile=true."""
-    lora: LoraConfig = field(default_factory=LoraConfig)
-    """LoRA adapters through peft (lora.r > 0 turns them on)."""
-    skip_bad_records: bool = False
-    """Count and skip invalid records instead of stopping at the first one."""
-    logging_steps: int = 10
-    """Log training metrics every this many optimizer steps."""
-    save_steps: int = 0
-    """Write a resumable checkpoint every this many optimizer steps; 0 saves only at epoch ends."""
-    keep_checkpoints: int = 2
-    """How many most recent checkpoints to keep on disk."""
 
     def validate_train(self) -> None:
+        self.validate_optim()
+        self.validate_run()
         require(bool(self.model), "model is required: a local model folder or a hub name (model=...)")
         require(bool(self.train_file), "train_file is required (train_file=path/to/records.jsonl)")
         require(self.epochs > 0 or self.max_steps > 0, "epochs must be > 0 (or set max_steps)")
-        require(self.lr > 0, f"lr must be > 0, got {self.lr}")
         require(self.batch_size >= 1 and self.micro_batch_size >= 1, "batch_size and micro_batch_size must be >= 1")
         require(self.batch_size % self.micro_batch_size == 0,
                 f"batch_size ({self.batch_size}) must be a multiple of micro_batch_size ({self.micro_batch_size})")
         require(self.max_length >= 8, "max_length must be at least 8 tokens")
-        require(self.precision in ("fp32", "bf16", "fp16"), f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
-        require(0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)")
-        require(self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1")
 
 
 @dataclass

@@ -54,10 +54,13 @@ class PrepareConfig:
     seed: int = 0
     """Salt of the user-id hash: another seed gives another split of the same users."""
     scrub_pii: bool = True
+    """Replace emails, phone numbers and other personal data in prompts with placeholders (pii.py)."""
     tag_categories: bool = False
     """Fill in a keyword-guessed category where a prompt has none (categories.py)."""
     skip_bad_records: bool = False
+    """Count and skip invalid records instead of stopping at the first one."""
     progress: bool = True
+    """Show a progress bar while reading."""
 
     def validate(self) -> None:
         if self.max_per_user < 0:

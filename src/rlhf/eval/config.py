@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rlhf.config import require
+from rlhf.core.generate import GenerationConfig
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(GenerationConfig):
     """Sample every model on the same held-out prompts with the same decoding, then report
     reward, win rate against the baseline with a bootstrap interval, KL to a reference,
     response length and perplexity on held-out pretraining text (the alignment tax)."""
@@ -34,14 +35,8 @@ class EvalConfig:
     """Held-out pretraining text (formats: pretraining text) for eval/perplexity/<name>; empty skips it."""
     num_pretrain: int = 256
     """Pretraining documents scored for perplexity; 0 uses all."""
-    max_new_tokens: int = 64
-    """Maximum response length; responses also stop at EOS."""
     max_length: int = 512
     """Maximum prompt + response tokens (prompts cut from the left); pretraining documents are cut to this."""
-    temperature: float = 1.0
-    """Sampling temperature for every model (also used in the KL and log-prob)."""
-    top_p: float = 1.0
-    """Nucleus sampling mass for every model."""
     batch_size: int = 16
     """Sequences per forward pass while sampling and scoring."""
     num_bootstrap: int = 1000
@@ -52,13 +47,12 @@ class EvalConfig:
     """fp32 or bf16 for all models."""
 
     def validate(self) -> None:
+        self.validate_generation()
         require(bool(self.models), "models is required: models=[runs/sft/final,runs/ppo/final]")
         require(bool(self.prompts_file), "prompts_file is required (held-out prompts, formats: prompts)")
         require(not self.labels or len(self.labels) == len(self.models),
                 f"labels must name every model: {len(self.labels)} labels for {len(self.models)} models")
-        require(self.max_new_tokens >= 1 and self.max_length > self.max_new_tokens,
-                "max_new_tokens must be >= 1 and below max_length")
-        require(self.temperature > 0 and 0 < self.top_p <= 1, "temperature must be > 0 and top_p in (0, 1]")
+        require(self.max_length > self.max_new_tokens, "max_new_tokens must be below max_length (room for the prompt)")
         require(self.batch_size >= 1 and self.num_bootstrap >= 1, "batch_size and num_bootstrap must be >= 1")
         require(bool(self.judge or self.reward_model),
                 "no judge for the win rates: give reward_model=path/to/rm, or judge=path-or-module:function")

@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from rlhf.config import require
-from rlhf.core.models import LoraConfig
+from rlhf.core.generate import GenerationConfig
+from rlhf.core.train import OptimConfig, RunConfig
 
 
 @dataclass
-class PPOConfig:
+class PPOConfig(RunConfig, OptimConfig, GenerationConfig):
     """PPO (and PPO-ptx with ptx_coef > 0) in the paper's bandit setting: a random prompt,
     one sampled response, one reward-model score, the episode ends.
 
     Batches: `batch_size` episodes are generated per PPO iteration; each PPO epoch splits
     them into mini-batches of `mini_batch_size` (one optimizer step each), and each process
-    runs `micro_batch_size` episodes per forward/backward. All three are global but the last."""
+    runs `micro_batch_size` episodes per forward/backward. All three are global but the last.
+
+    The optimizer, run and generation keys (lr, seed, precision, lora, max_new_tokens, temperature, ...) are
+    those of every stage; the schedule, logging and checkpoints count PPO iterations."""
+
+    # PPO's defaults for keys of the shared blocks (documented there)
+    warmup_ratio: float = 0.0
+    logging_steps: int = 1
+    save_steps: int = 10
 
     policy: str = ""
     """Policy to start from, normally the SFT model's final/ folder (also the frozen reference)."""
@@ -56,24 +65,8 @@ class PPOConfig:
     are mostly noise that the policy would follow. They count toward total_episodes."""
     ppo_epochs: int = 4
     """Passes over each rollout batch (Schulman et al. 2017; lm-human-preferences used 4)."""
-    lr: float = 1.0e-5
-    """Peak AdamW learning rate for the policy and value model, cosine-annealed over the iterations."""
-    weight_decay: float = 0.0
-    """AdamW decoupled weight decay on matrices."""
-    warmup_ratio: float = 0.0
-    """Fraction of iterations warming the learning rate up linearly."""
-    min_lr_ratio: float = 0.0
-    """Cosine floor as a fraction of lr (1.0 keeps lr constant)."""
-    max_grad_norm: float = 1.0
-    """Clip the global gradient norm (policy and value together); 0 turns clipping off."""
-    max_new_tokens: int = 64
-    """Maximum response length in tokens; a response also stops at EOS."""
     max_length: int = 512
     """Maximum prompt + response tokens; prompts are cut from the left to max_length - max_new_tokens."""
-    temperature: float = 1.0
-    """Sampling temperature, also applied to every log-prob of the policy and reference (details checklist)."""
-    top_p: float = 1.0
-    """Nucleus sampling mass; 1.0 samples the full distribution (PPO's importance ratios assume it)."""
     kl_coef: float = 0.02
     """beta of the objective r - beta * log(pi_RL / pi_SFT), per token (paper section 3.5 used 0.02); the start value when adaptive."""
     kl_target: float = 0.0
@@ -102,35 +95,17 @@ class PPOConfig:
     """Pretraining sequences per optimizer step, summed over processes."""
     ptx_max_length: int = 256
     """Pretraining sequences are cut to this many tokens."""
-    seed: int = 0
-    """Seeds prompt order, sampling, mini-batch order and new weights."""
-    precision: str = "fp32"
-    """fp32, bf16 or fp16 autocast."""
-    gradient_checkpointing: bool = False
-    """Recompute activations in the backward pass of the policy and value model."""
-    side_by_side: bool = True
-    """On a CPU with one process and 2+ torch threads, run the policy's and the value model's forward and
-    backward (and the rollout's policy/reference and value/reward scoring) on a core each, one thread apiece:
-    small models use two cores better that way than by splitting each matmul. No effect on GPUs or with
-    several processes."""
-    lora: LoraConfig = field(default_factory=LoraConfig)
-    """LoRA adapters on the policy and value model (lora.r > 0); the reference is then the policy with its adapter disabled."""
-    skip_bad_records: bool = False
-    """Count and skip invalid prompt/pretraining records instead of stopping."""
-    logging_steps: int = 1
-    """Log metrics every this many PPO iterations."""
     log_samples: int = 2
     """Decoded samples (prompt, response, score, KL) written to samples.jsonl per logging step."""
-    save_steps: int = 10
-    """Write a resumable checkpoint every this many PPO iterations; 0 never."""
-    keep_checkpoints: int = 2
-    """How many most recent checkpoints to keep."""
 
     @property
     def iterations(self) -> int:
         return self.total_episodes // self.batch_size
 
     def validate(self) -> None:
+        self.validate_optim()
+        self.validate_run()
+        self.validate_generation()
         require(bool(self.policy), "policy is required: the SFT model folder (policy=runs/sft/final)")
         require(bool(self.reward_model), "reward_model is required: a folder written by `rlhf rm` (reward_model=runs/rm/final); "
                 "with reward_fn it only seeds the value model")
@@ -147,11 +122,7 @@ class PPOConfig:
         require(0 <= self.value_warmup_iterations < self.iterations,
                 f"value_warmup_iterations must be in [0, {self.iterations}) (the iterations of total_episodes)")
         require(self.group_cost_tokens >= 0, f"group_cost_tokens must be >= 0, got {self.group_cost_tokens}")
-        require(self.lr > 0, f"lr must be > 0, got {self.lr}")
-        require(self.max_new_tokens >= 1, "max_new_tokens must be >= 1")
         require(self.max_length > self.max_new_tokens, "max_length must exceed max_new_tokens (room for the prompt)")
-        require(self.temperature > 0, "temperature must be > 0 (PPO needs sampling)")
-        require(0 < self.top_p <= 1, "top_p must be in (0, 1]")
         require(self.kl_coef >= 0 and self.kl_target >= 0 and self.kl_horizon >= 1,
                 "kl_coef and kl_target must be >= 0, kl_horizon >= 1")
         require(0 <= self.gamma <= 1 and 0 <= self.gae_lambda <= 1, "gamma and gae_lambda must be in [0, 1]")
@@ -159,6 +130,3 @@ class PPOConfig:
         require(self.ptx_coef >= 0, "ptx_coef must be >= 0")
         require(self.ptx_coef == 0 or bool(self.pretrain_file),
                 "ptx_coef > 0 needs pretrain_file=path/to/pretrain.jsonl (formats: pretraining text)")
-        require(self.precision in ("fp32", "bf16", "fp16"), f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
-        require(0 <= self.warmup_ratio < 1 and 0 <= self.min_lr_ratio <= 1, "warmup_ratio in [0, 1), min_lr_ratio in [0, 1]")
-        require(self.logging_steps >= 1 and self.keep_checkpoints >= 1, "logging_steps and keep_checkpoints must be >= 1")

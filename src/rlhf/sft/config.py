@@ -15,8 +15,6 @@ class SFTConfig(TrainConfig):
     The paper trained 16 epochs with cosine decay and residual dropout 0.2, and
     picked the final model by reward-model score on the validation set."""
 
-    lr: float = 1e-5
-    """Peak learning rate of AdamW."""
     epochs: float = 3.0
     """Passes over the demonstrations (the paper: 16; SFT overfits validation loss after 1, yet RM score keeps improving)."""
     dropout: float = 0.0
