@@ -31,7 +31,7 @@ import torch
 from rlhf.config import require, to_dict
 from rlhf.core.io import atomic_replace_dir, atomic_write_json
 from rlhf.core.run import Run, progress
-from rlhf.core.train import check_finite, epoch_order, make_optimizer, seed_everything
+from rlhf.core.train import OptimConfig, Sums, check_finite, epoch_order, make_optimizer, seed_everything
 
 log = logging.getLogger("rlhf.pretrain")
 
@@ -48,8 +48,15 @@ SHIPPED = Path(__file__).parent / "bases"  # the default world's bases, shipped 
 
 
 @dataclass
-class PretrainConfig:
-    """Train base causal LMs on the embedded world's pretraining text (cached)."""
+class PretrainConfig(OptimConfig):
+    """Train base causal LMs on the embedded world's pretraining text (cached). Tiny models train well at
+    learning rates far above GPT-3's."""
+
+    # pretraining's defaults for the optimizer block's keys (documented there); the cache hash covers them
+    lr: float = 2e-3
+    weight_decay: float = 0.1
+    warmup_ratio: float = 0.05
+    min_lr_ratio: float = 0.1
 
     seed: int = 0
     """World seed: the facts, text and tokenizer the models learn (also seeds initialisation and data order)."""
@@ -69,16 +76,6 @@ class PretrainConfig:
     steps: int = 6000
     """Optimizer steps per size (6,000 x 8 x 256 = 12M tokens, the same for every size, as GPT-3 trained every size
     on the same tokens). The default world's shipped bases were trained with these defaults (docs/demo.md)."""
-    lr: float = 2e-3
-    """Peak AdamW learning rate (tiny models train well at rates far above GPT-3's)."""
-    weight_decay: float = 0.1
-    """AdamW decoupled weight decay on matrices."""
-    warmup_ratio: float = 0.05
-    """Fraction of the steps spent warming the learning rate up linearly."""
-    min_lr_ratio: float = 0.1
-    """Cosine decay floor as a fraction of lr."""
-    max_grad_norm: float = 1.0
-    """Clip the gradient norm to this; 0 turns clipping off."""
     cache: str = ""
     """Folder of cached base models; empty: $RLHF_CACHE or ~/.cache/rlhf."""
     logging_steps: int = 50
@@ -90,6 +87,7 @@ class PretrainConfig:
     busy machine two spinning OpenMP threads were measured 14x slower per step than one."""
 
     def validate(self) -> None:
+        self.validate_optim()
         require(bool(self.sizes), "sizes must name at least one size: small, medium, large")
         unknown = [s for s in self.sizes if s not in SHAPES]
         require(not unknown, f"unknown size(s) {unknown}: choose from {list(SHAPES)}")
@@ -97,10 +95,18 @@ class PretrainConfig:
         require(self.documents >= 100 and self.heldout_documents >= 10, "documents >= 100 and heldout_documents >= 10")
         require(self.block_size >= 32, "block_size must be at least 32 tokens")
         require(self.batch_size >= 1 and self.steps >= 1, "batch_size and steps must be >= 1")
-        require(self.lr > 0 and 0 <= self.warmup_ratio < 1 and 0 <= self.min_lr_ratio <= 1,
-                "lr > 0, warmup_ratio in [0, 1), min_lr_ratio in [0, 1]")
         require(self.logging_steps >= 1 and self.threads >= 0 and self.workers >= 0,
                 "logging_steps >= 1, threads >= 0 and workers >= 0")
+
+
+@dataclass
+class StepSums(Sums):
+    """Sums over the optimizer steps of a logging window."""
+
+    loss_sum: float = 0.0
+    """Each step's mean next-token loss, summed."""
+    steps: float = 0.0
+    """Optimizer steps."""
 
 
 def cache_root(config: PretrainConfig) -> Path:
@@ -190,10 +196,11 @@ def train_size(config: PretrainConfig, size: str, tokenizer, blocks: torch.Tenso
     log.info("pretrain %s: %d parameters, %d blocks of %d tokens, %d steps of %d blocks",
              size, params, len(blocks), config.block_size, config.steps, config.batch_size)
     per_epoch = len(blocks) // config.batch_size
-    history, window, start, window_start = [], [], time.time(), time.time()
+    history, window, window_s, start = [], StepSums(), 0.0, time.time()
     bar = progress(config.steps, f"pretrain {size}")
     model.train()
     for step in range(config.steps):
+        t0 = time.time()
         epoch, pos = divmod(step, per_epoch)
         order = epoch_order(len(blocks), config.seed, epoch)
         ids = blocks[order[pos * config.batch_size : (pos + 1) * config.batch_size]]  # (B, L)
@@ -205,11 +212,14 @@ def train_size(config: PretrainConfig, size: str, tokenizer, blocks: torch.Tenso
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        window.append(loss.detach().item())
+        window += StepSums(loss.detach().item(), 1)
+        window_s += time.time() - t0
         bar.update(1)
+
+        # --- log ---------------------------------------------------------------------------
         if (step + 1) % config.logging_steps == 0 or step + 1 == config.steps:
-            mean = sum(window) / len(window)
-            tokens_per_s = len(window) * config.batch_size * config.block_size / max(time.time() - window_start, 1e-9)
+            mean = window.loss_sum / window.steps
+            tokens_per_s = window.steps * config.batch_size * config.block_size / max(window_s, 1e-9)
             history.append({"step": step + 1, "loss": mean})
             run.log(step + 1, {f"pretrain/{size}/loss": mean, f"pretrain/{size}/tokens_per_s": tokens_per_s})
             bar.set_postfix(loss=f"{mean:.3f}", tok_s=f"{tokens_per_s:.0f}")
@@ -217,7 +227,7 @@ def train_size(config: PretrainConfig, size: str, tokenizer, blocks: torch.Tenso
                 left = (config.steps - step - 1) * config.batch_size * config.block_size / max(tokens_per_s, 1e-9)
                 log.info("pretrain %s: step %d/%d, loss %.3f, %.0f tokens/s, about %.0f min left", size, step + 1,
                          config.steps, mean, tokens_per_s, left / 60)
-            window, window_start = [], time.time()
+            window, window_s = StepSums(), 0.0
     bar.close()
     train_s = time.time() - start  # before the held-out loss: the throughput is training's alone
     heldout_loss = block_loss(model, heldout, tokenizer.pad_token_id)
