@@ -8,7 +8,7 @@ from collections import defaultdict
 import pytest
 
 from rlhf.cli import main as rlhf_main
-from rlhf.data.io import read_records
+from rlhf.data.files import read_records
 from rlhf.data.prepare import PrepareConfig, prepare, split_of
 from rlhf.data.records import RecordError
 

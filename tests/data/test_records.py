@@ -5,7 +5,7 @@ import json
 import pytest
 
 from rlhf.data import RecordError, read_records, write_records
-from rlhf.data.io import iter_records
+from rlhf.data.files import iter_records
 
 
 def write(path, rows):

@@ -1,6 +1,6 @@
 """Records of shared/formats.md, their readers and writers, and ranking -> pairs."""
 
-from rlhf.data.io import iter_records, read_records, write_records
+from rlhf.data.files import iter_records, read_records, write_records
 from rlhf.data.rankings import ranking_pairs
 from rlhf.data.records import CATEGORIES, FLAGS, FieldError, RecordError
 

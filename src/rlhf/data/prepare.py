@@ -32,7 +32,7 @@ from typing import Iterator
 
 from rlhf.core.io import atomic_write_json, atomic_write_text
 from rlhf.data.categories import tag_category
-from rlhf.data.io import iter_records
+from rlhf.data.files import iter_records
 from rlhf.data.pii import KINDS as PII_KINDS
 from rlhf.data.pii import scrub
 from rlhf.data.prompt_log import is_prompt_log, iter_logged_prompts

@@ -3,7 +3,7 @@ measures perplexity on it."""
 
 from __future__ import annotations
 
-from rlhf.data.io import read_records
+from rlhf.data.files import read_records
 
 
 def load_pretrain(path: str, tokenizer, max_length: int, skip_bad_records: bool = False) -> list[list[int]]:

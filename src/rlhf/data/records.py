@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-KINDS = ("prompt", "demonstration", "comparison", "pretrain", "sample")
+RECORD_KINDS = ("prompt", "demonstration", "comparison", "pretrain", "sample")
 CATEGORIES = (
     "generation", "open_qa", "brainstorming", "chat", "rewrite",
     "summarization", "classification", "closed_qa", "extract", "other",

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 # The K check of grouped samples needs line numbers before validation: iter_raw gives
 # the same numbered rows that rlhf.data validates.
-from rlhf.data.io import iter_raw
+from rlhf.data.files import iter_raw
 from rlhf.data.records import NORMALIZERS, FieldError, RecordError
 from rlhf.label.db import Database
 from rlhf.label.models import Item

@@ -1,6 +1,6 @@
 """PPO / PPO-ptx math as pure tensor functions: no model, no config, no I/O.
 
-Shape legend: B episodes, T response tokens (right-padded), V vocab. Masks are
+Shape legend: B episodes, R response tokens (right-padded), L pretraining tokens, V vocab. Masks are
 True on response tokens up to and including EOS. Token-level losses are summed
 and divided by `num_tokens`, the response-token count of the whole global
 mini-batch (divided by the process count under DDP), so micro-batches and
@@ -16,38 +16,38 @@ from rlhf.core.ops import masked_mean, masked_whiten
 
 def kl_rewards(
     scores: torch.Tensor,  # (B,) reward model score of each episode
-    logprobs: torch.Tensor,  # (B, T) policy log-probs at rollout
-    ref_logprobs: torch.Tensor,  # (B, T) reference (SFT) log-probs
-    mask: torch.Tensor,  # (B, T)
+    logprobs: torch.Tensor,  # (B, R) policy log-probs at rollout
+    ref_logprobs: torch.Tensor,  # (B, R) reference (SFT) log-probs
+    mask: torch.Tensor,  # (B, R)
     kl_coef: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token rewards (lm-human-preferences): -kl_coef * kl on every response token,
     plus the score on the last one. Summed over tokens this is the paper's
-    r(x, y) - beta * log(pi_RL(y|x) / pi_SFT(y|x)) (section 3.5). Returns (rewards, kl), (B, T) each."""
+    r(x, y) - beta * log(pi_RL(y|x) / pi_SFT(y|x)) (section 3.5). Returns (rewards, kl), (B, R) each."""
     mask = mask.to(logprobs.dtype)
-    kl = (logprobs - ref_logprobs) * mask  # (B, T)
-    rewards = -kl_coef * kl  # (B, T)
+    kl = (logprobs - ref_logprobs) * mask  # (B, R)
+    rewards = -kl_coef * kl  # (B, R)
     last = (mask.sum(-1).long() - 1).clamp(min=0)  # (B,) index of the last response token
     rewards[torch.arange(rewards.shape[0], device=rewards.device), last] += scores.to(rewards.dtype)
     return rewards * mask, kl
 
 
 def gae(
-    rewards: torch.Tensor,  # (B, T)
-    values: torch.Tensor,  # (B, T) value of the state before each response token
-    mask: torch.Tensor,  # (B, T)
+    rewards: torch.Tensor,  # (B, R)
+    values: torch.Tensor,  # (B, R) value of the state before each response token
+    mask: torch.Tensor,  # (B, R)
     gamma: float,
     gae_lambda: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalised advantage estimation (Schulman et al., 2016); the episode ends after the
-    last response token, so the value after it is 0. Returns (advantages, returns), (B, T)."""
+    last response token, so the value after it is 0. Returns (advantages, returns), (B, R)."""
     mask = mask.to(values.dtype)
     rewards, values = rewards * mask, values * mask  # padded tail: no reward, no value
-    advantages = torch.zeros_like(values)  # (B, T)
+    advantages = torch.zeros_like(values)  # (B, R)
     last = torch.zeros_like(values[:, 0])  # (B,)
-    T = values.shape[1]
-    for t in reversed(range(T)):
-        next_value = values[:, t + 1] if t + 1 < T else torch.zeros_like(last)
+    R = values.shape[1]
+    for t in reversed(range(R)):
+        next_value = values[:, t + 1] if t + 1 < R else torch.zeros_like(last)
         delta = rewards[:, t] + gamma * next_value - values[:, t]
         last = delta + gamma * gae_lambda * last
         advantages[:, t] = last
@@ -63,10 +63,10 @@ def whiten_advantages(advantages: torch.Tensor, mask: torch.Tensor) -> torch.Ten
 
 
 def policy_loss(
-    new_logprobs: torch.Tensor,  # (B, T) under the policy being trained
-    logprobs: torch.Tensor,  # (B, T) at rollout
-    advantages: torch.Tensor,  # (B, T)
-    mask: torch.Tensor,  # (B, T)
+    new_logprobs: torch.Tensor,  # (B, R) under the policy being trained
+    logprobs: torch.Tensor,  # (B, R) at rollout
+    advantages: torch.Tensor,  # (B, R)
+    mask: torch.Tensor,  # (B, R)
     clip_range: float,
     num_tokens: float | torch.Tensor,
 ) -> tuple[torch.Tensor, dict]:
@@ -75,11 +75,11 @@ def policy_loss(
     stats hold sums over this micro-batch's tokens: clipped (clip fraction numerator) and
     approx_kl, the estimator (ratio - 1) - log ratio (Schulman's "k3": >= 0, unbiased)."""
     mask = mask.to(new_logprobs.dtype)
-    log_ratio = (new_logprobs - logprobs) * mask  # (B, T)
-    ratio = log_ratio.exp()  # (B, T)
+    log_ratio = (new_logprobs - logprobs) * mask  # (B, R)
+    ratio = log_ratio.exp()  # (B, R)
     unclipped = -advantages * ratio
     clipped = -advantages * ratio.clamp(1 - clip_range, 1 + clip_range)
-    per_token = torch.maximum(unclipped, clipped)  # (B, T)
+    per_token = torch.maximum(unclipped, clipped)  # (B, R)
     loss = (per_token * mask).sum() / num_tokens
     with torch.no_grad():
         stats = {
@@ -92,10 +92,10 @@ def policy_loss(
 
 
 def value_loss(
-    new_values: torch.Tensor,  # (B, T) under the value model being trained
-    values: torch.Tensor,  # (B, T) at rollout
-    returns: torch.Tensor,  # (B, T)
-    mask: torch.Tensor,  # (B, T)
+    new_values: torch.Tensor,  # (B, R) under the value model being trained
+    values: torch.Tensor,  # (B, R) at rollout
+    returns: torch.Tensor,  # (B, R)
+    mask: torch.Tensor,  # (B, R)
     value_clip_range: float,
     num_tokens: float | torch.Tensor,
 ) -> tuple[torch.Tensor, dict]:
@@ -105,7 +105,7 @@ def value_loss(
     clipped_values = values + (new_values - values).clamp(-value_clip_range, value_clip_range)
     unclipped_err = (new_values - returns) ** 2
     clipped_err = (clipped_values - returns) ** 2
-    per_token = 0.5 * torch.maximum(unclipped_err, clipped_err)  # (B, T)
+    per_token = 0.5 * torch.maximum(unclipped_err, clipped_err)  # (B, R)
     loss = (per_token * mask).sum() / num_tokens
     with torch.no_grad():
         stats = {
@@ -118,7 +118,7 @@ def value_loss(
 
 def ptx_loss(logprobs: torch.Tensor, mask: torch.Tensor, num_tokens: float | torch.Tensor) -> tuple[torch.Tensor, dict]:
     """Pretraining LM loss: -sum log pi_RL(x_t) / num_tokens over pretraining text
-    tokens. logprobs (B, T) of each next token, mask (B, T)."""
+    tokens. logprobs (B, L) of each next token, mask (B, L)."""
     mask = mask.to(logprobs.dtype)
     total = -(logprobs * mask).sum()
     return total / num_tokens, {"loss_sum": total.detach(), "tokens": mask.sum()}

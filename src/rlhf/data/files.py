@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from rlhf.core.io import atomic_write_jsonl
-from rlhf.data.records import KINDS, NORMALIZERS, FieldError, RecordError
+from rlhf.data.records import NORMALIZERS, RECORD_KINDS, FieldError, RecordError
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +114,8 @@ def iter_records(
     """Yield canonical records of `kind` from `source`, validating each.
 
     `stats`, when given, receives `read` and `skipped` counts."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown record kind {kind!r}; one of {KINDS}")
+    if kind not in RECORD_KINDS:
+        raise ValueError(f"unknown record kind {kind!r}; one of {RECORD_KINDS}")
     normalize = NORMALIZERS[kind]
     read = skipped = 0
     for lineno, raw in _rows(source, split):
