@@ -103,3 +103,13 @@ def test_adaptive_kl_controller():
     assert down.update(3.0, 100) == pytest.approx(0.0998)
     fixed = KLController(0.1)
     assert fixed.update(100.0, 100) == 0.1
+
+
+def test_adaptive_kl_controller_settles_where_kl_meets_the_target():
+    """Closed loop on a plant that holds still, KL = 0.08 / beta (more penalty, less KL), one horizon per update.
+    The clipped error moves beta 20% a step until the target is within reach, then lands on the beta that gives
+    it (0.02 for KL 4). By hand: 0.05 -> 0.04 -> 0.032 -> 0.0256 (error -0.2 each) -> 0.02048 (KL 3.125, error
+    -0.219, clipped) -> 0.02048 x (1 + 3.90625 / 4 - 1) = 0.02, where it stays."""
+    ctl = KLController(0.05, target=4.0, horizon=16)
+    betas = [ctl.update(0.08 / ctl.value, 16) for _ in range(6)]
+    assert betas == pytest.approx([0.04, 0.032, 0.0256, 0.02048, 0.02, 0.02], rel=1e-12)
