@@ -8,10 +8,11 @@ import pytest
 
 from rlhf.cli import main as cli
 from rlhf.data import read_records
+from tests.helpers import SAMPLE
 
 
 @pytest.fixture()
-def runs(tiny_model_factory, tmp_path):
+def runs(tiny_model_factory, tmp_path, monkeypatch):
     """runs/sft/final and runs/ppo/final (a differently seeded model, with a PPO log), a reward model."""
     from rlhf.core.reward import reward_model_from_lm
 
@@ -22,13 +23,14 @@ def runs(tiny_model_factory, tmp_path):
     reward_model_from_lm(str(tmp_path / "runs" / "sft" / "final")).save(tmp_path / "rm")
     (tmp_path / "judges.py").write_text(
         "def longer(prompt, a, b):\n    return 1.0 if len(a) > len(b) else 0.0 if len(a) < len(b) else 0.5\n")
+    monkeypatch.chdir(tmp_path)  # nothing may depend on being run from the repository root
     return tmp_path
 
 
 def run_eval(root, out, *extra):
     args = ["eval", "--out", str(out), f"models=[{root}/runs/sft/final,{root}/runs/ppo/final]",
-            f"baseline={root}/runs/sft/final", "prompts_file=data/sample/prompts.jsonl", "num_prompts=24",
-            "pretrain_file=data/sample/pretrain.jsonl", "num_pretrain=16", "max_new_tokens=12", "num_bootstrap=200",
+            f"baseline={root}/runs/sft/final", f"prompts_file={SAMPLE}/prompts.jsonl", "num_prompts=24",
+            f"pretrain_file={SAMPLE}/pretrain.jsonl", "num_pretrain=16", "max_new_tokens=12", "num_bootstrap=200",
             *extra]
     assert cli(args) == 0
     return json.loads((out / "metrics.json").read_text())
@@ -65,5 +67,5 @@ def test_eval_with_a_python_callable_judge(runs, monkeypatch):
 
 def test_eval_refuses_to_run_without_a_judge(runs, capsys):
     assert cli(["eval", "--out", str(runs / "e"), f"models=[{runs}/runs/sft/final]",
-                "prompts_file=data/sample/prompts.jsonl"]) == 2
+                f"prompts_file={SAMPLE}/prompts.jsonl"]) == 2
     assert "no judge" in capsys.readouterr().err

@@ -25,10 +25,21 @@ def test_rm_learns_hidden_rule_and_normalises(tiny_gpt2, tmp_path):
 
 
 def test_public_pairwise_file_trains_as_k2(tiny_gpt2, tmp_path):
+    from rlhf.data import read_records
+
     metrics = rm_main(rm_config(tiny_gpt2, train_file=str(SAMPLE / "pairwise.jsonl"), eval_file="", norm_file="",
                                 epochs=1), tmp_path / "pw")
-    assert metrics["train/accuracy"] >= 0.0 and metrics["rm/offset"] == metrics["rm/offset"]
-    assert (tmp_path / "pw" / "final" / "reward_model.json").exists()
+    history = [json.loads(l) for l in (tmp_path / "pw" / "log.jsonl").read_text().splitlines()]
+    # {"prompt", "chosen", "rejected"} is a ranking of K = 2: one pair per prompt, so every logged window
+    # trained as many comparisons as rankings
+    assert all(h["rm/comparisons_per_s"] == pytest.approx(h["rm/rankings_per_s"]) for h in history)
+    # Without norm_file the offset is the training responses' mean raw score: they now score mean 0.
+    records = read_records(SAMPLE / "pairwise.jsonl", "comparison")
+    rm = rlhf.load_reward_model(tmp_path / "pw" / "final")
+    scores = rm.score([r["prompt"] for r in records for _ in r["responses"]],
+                      [x for r in records for x in r["responses"]], max_length=96)
+    assert abs(metrics["rm/offset"]) > 1e-3  # a real shift, not a no-op
+    assert sum(scores) / len(scores) == pytest.approx(0.0, abs=1e-3)
 
 
 def test_side_by_side_halves_equal_one_backward(tiny_gpt2, tmp_path, monkeypatch):

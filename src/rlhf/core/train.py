@@ -297,8 +297,11 @@ def check_finite(loss: torch.Tensor, step: int, last_checkpoint: str | None) -> 
 
 
 def clip_and_step(accelerator, model, optimizer, scheduler, max_grad_norm: float) -> float:
+    """Clip the global gradient norm, step the optimizer (and the schedule, unless None: PPO's anneals once
+    per iteration), clear the gradients; the norm before clipping."""
     grad_norm = accelerator.clip_grad_norm_(model.parameters(), max_grad_norm if max_grad_norm > 0 else float("inf"))
     optimizer.step()
-    scheduler.step()
+    if scheduler is not None:
+        scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return float(grad_norm)

@@ -34,7 +34,9 @@ from rlhf.core.ops import pad_rows, token_logprobs
 from rlhf.core.reward import load_reward_model
 from rlhf.core.run import Run, progress
 from rlhf.core.streams import run_pieces, streams_available
-from rlhf.core.train import Sums, backward_micro_batches, make_accelerator, make_optimizer, seed_everything
+from rlhf.core.train import (
+    Sums, backward_micro_batches, clip_and_step, make_accelerator, make_optimizer, seed_everything,
+)
 from rlhf.data.pretraining import load_pretrain
 from rlhf.ppo.config import PPOConfig
 from rlhf.ppo.data import batch_prompt_indices, load_prompts, sequence_item
@@ -185,7 +187,7 @@ def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
                 mb_stats = backward_parts(forwards, list(zip(micro, ptx)), loss_fn, accelerator, opt_steps, last_ckpt)
                 if not train_policy:  # DDP needs the joint backward; the policy keeps its weights all the same
                     model.policy.zero_grad(set_to_none=True)
-                grad_norm = optimizer_step(accelerator, net, optimizer, config.max_grad_norm)
+                grad_norm = clip_and_step(accelerator, net, optimizer, None, config.max_grad_norm)
                 opt_steps += 1
                 mb_stats = mb_stats.reduced(accelerator)
                 stats += mb_stats
@@ -394,13 +396,6 @@ def ptx_chunks(config: PPOConfig, pretrain: list[list[int]], opt_step: int, rank
     mine = sorted(docs[rank * per_proc : (rank + 1) * per_proc], key=len)  # similar lengths share a chunk: less padding
     size = -(-len(mine) // accum)
     return [mine[i * size : (i + 1) * size] for i in range(accum)], sum(len(d) - 1 for d in docs)
-
-
-def optimizer_step(accelerator, net, optimizer, max_grad_norm: float) -> float:
-    grad_norm = accelerator.clip_grad_norm_(net.parameters(), max_grad_norm if max_grad_norm > 0 else float("inf"))
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return float(grad_norm)
 
 
 # --- metrics and samples -------------------------------------------------------------------------
