@@ -140,16 +140,20 @@ class VLLMSampler:
 @contextlib.contextmanager
 def checkpoint_weights(model: torch.nn.Module) -> Iterator[Iterator[tuple[str, torch.Tensor]]]:
     """The model's weights as (name, tensor) under the names of its saved checkpoint, which is what
-    vLLM's loaders read. A peft model has its adapter merged for the duration, then unmerged."""
-    merged = hasattr(model, "merge_adapter") and hasattr(model, "peft_config")
-    if merged:
-        model.merge_adapter()
-    try:
-        state = model.state_dict()
-        if merged:
-            state = {k.removeprefix("base_model.model.").replace(".base_layer.", "."): v
-                     for k, v in state.items() if "lora_" not in k}
-        yield ((name, tensor.detach()) for name, tensor in state.items())
-    finally:
-        if merged:
-            model.unmerge_adapter()
+    vLLM's loaders read. For a peft model each adapted weight is sent as base + its LoRA delta, computed
+    aside: merging into the model and unmerging would leave the base weights off by float rounding
+    after every rollout."""
+    if not hasattr(model, "peft_config"):
+        yield ((name, tensor.detach()) for name, tensor in model.state_dict().items())
+        return
+    deltas = {f"{name}.base_layer.weight": module.get_delta_weight(module.active_adapters[0])
+              for name, module in model.named_modules() if hasattr(module, "get_delta_weight") and module.merged is False
+              and module.active_adapters and module.active_adapters[0] in getattr(module, "lora_A", {})}
+    with torch.no_grad():
+        yield ((checkpoint_name(name), tensor.detach() + deltas[name] if name in deltas else tensor.detach())
+               for name, tensor in model.state_dict().items() if "lora_" not in name)
+
+
+def checkpoint_name(peft_name: str) -> str:
+    """base_model.model.transformer.h.0.attn.c_attn.base_layer.weight -> transformer.h.0.attn.c_attn.weight"""
+    return peft_name.removeprefix("base_model.model.").replace(".base_layer.", ".")
