@@ -102,8 +102,28 @@ def make_accelerator(config: TrainConfig):
     # it (not the distributed PartialState) so several stages can run in one process (the demo).
     from accelerate.state import AcceleratorState
 
+    from rlhf.core.fsdp import take_launcher_request
+
     AcceleratorState._reset_state(reset_partial_state=False)
+    take_launcher_request()  # --use_fsdp: rlhf shards the model itself (core/fsdp.py)
     return Accelerator(mixed_precision=mixed)
+
+
+def prepare(accelerator, model, config, total_steps: int):
+    """(model, optimizer, scheduler) ready for the loop: sharded by rlhf under --use_fsdp (core/fsdp.py), else
+    wrapped by accelerate (DDP with several processes, or DeepSpeed from an accelerate config)."""
+    from rlhf.core.fsdp import fsdp_enabled, shard
+
+    if fsdp_enabled(accelerator):
+        if getattr(config, "compile", False):
+            raise ValueError("compile=true with FSDP is not supported here; drop one of them")
+        model = shard(model, accelerator)  # parameters become DTensors: the optimizer is built on them
+        optimizer, scheduler = make_optimizer(model, config, total_steps)
+        return model, accelerator.prepare(optimizer), scheduler
+    optimizer, scheduler = make_optimizer(model, config, total_steps)
+    model, optimizer = accelerator.prepare(maybe_compile(model, config) if hasattr(config, "compile") else model,
+                                           optimizer)
+    return model, optimizer, scheduler
 
 
 def uses_side_by_side(config: TrainConfig, accelerator) -> bool:
@@ -253,4 +273,4 @@ def clip_and_step(accelerator, model, optimizer, scheduler, max_grad_norm: float
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return float(grad_norm)
+    return float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)  # a DTensor under FSDP

@@ -22,6 +22,7 @@ import torch
 
 from rlhf.config import ConfigError, load_callable
 from rlhf.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from rlhf.core.fsdp import fsdp_enabled
 from rlhf.core.generate import decode_responses
 from rlhf.core.groups import consecutive_groups, length_groups, padding_fraction
 from rlhf.core.models import apply_lora, load_causal_lm, load_tokenizer, set_dropout
@@ -151,6 +152,10 @@ def optimizer_step(accelerator, net, optimizer, max_grad_norm: float) -> float:
 def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
     # --- setup -------------------------------------------------------------------
     accelerator = make_accelerator(config)
+    if fsdp_enabled(accelerator):
+        raise ConfigError("PPO under FSDP is not built yet: sampling and the length-grouped micro-batches run a "
+                          "different number of forwards on each process, which sharded weights cannot serve. "
+                          "Launch PPO without --use_fsdp (DDP), with LoRA for large policies (docs/engines.md)")
     run = Run(out, config, accelerator.is_main_process, resume)
     out = Path(out)
     seed_everything(config.seed)
