@@ -64,3 +64,15 @@ def test_ppo_under_fsdp_is_refused_with_what_to_do_instead(monkeypatch, tmp_path
     config = PPOConfig(policy="p", reward_model="r", prompts_file="x.jsonl")
     with pytest.raises(ConfigError, match="PPO under FSDP is not built yet.*without --use_fsdp"):
         train.main(config, str(tmp_path / "run"))
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="on a GPU accelerate starts DeepSpeed")
+def test_deepspeed_on_cpu_is_refused_instead_of_running_as_ddp(monkeypatch):
+    from rlhf.core.train import make_accelerator
+    from rlhf.sft.config import SFTConfig
+
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    with pytest.raises(ValueError, match="needs CUDA GPUs here.*silently run plain DDP.*--use_fsdp"):
+        make_accelerator(SFTConfig(model="m", train_file="t.jsonl"))
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "false")
+    assert make_accelerator(SFTConfig(model="m", train_file="t.jsonl")).num_processes == 1  # accepted otherwise

@@ -62,3 +62,19 @@ def test_vllm_on_gpu_greedy_equals_our_sampler(tiny_model_factory):
     ours = sample(model, prompts, torch.zeros(4, 16), 0.0, 1.0, tok.eos_token_id, tok.pad_token_id)
     assert torch.equal(ours[2], theirs[2])
     sampler.close()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="needs deepspeed")
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="ZeRO over NCCL needs 2 GPUs")
+@pytest.mark.parametrize("stage", [2, 3])
+def test_deepspeed_zero_through_accelerate_trains_sft(stage, tiny_gpt2, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "ACCELERATE_USE_CPU"}
+    cmd = [str(Path(sys.executable).parent / "accelerate"), "launch", "--use_deepspeed", "--zero_stage", str(stage),
+           "--num_processes", "2", "--mixed_precision", "no", "--main_process_port", "0", "-m", "rlhf", "sft",
+           "--out", str(tmp_path / "run"), f"model={tiny_gpt2}", *SFT_ARGS]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    loss = [json.loads(l)["train/loss"] for l in (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+            if "train/loss" in l]
+    assert loss[-1] < loss[0] - 0.5, loss
+    assert (tmp_path / "run" / "final" / "model.safetensors").exists()
