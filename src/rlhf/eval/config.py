@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rlhf.config import require
+from rlhf.core.vllm_engine import VLLMConfig, check_backend
 
 
 @dataclass
@@ -44,6 +45,11 @@ class EvalConfig:
     """Nucleus sampling mass for every model."""
     batch_size: int = 16
     """Sequences per forward pass while sampling and scoring."""
+    generation_backend: str = "native"
+    """Who samples: native (our KV-cache sampler) or vllm (one vLLM engine per model, docs/engines.md). Log-probs,
+    KL and perplexity are computed by the model itself either way."""
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
+    """Settings of the vLLM engine when generation_backend=vllm."""
     num_bootstrap: int = 1000
     """Bootstrap resamples of the prompts for the 95% win-rate interval."""
     seed: int = 0
@@ -63,3 +69,5 @@ class EvalConfig:
         require(bool(self.judge or self.reward_model),
                 "no judge for the win rates: give reward_model=path/to/rm, or judge=path-or-module:function")
         require(self.precision in ("fp32", "bf16"), f"precision must be fp32 or bf16, got {self.precision!r}")
+        check_backend(self.generation_backend)
+        self.vllm.validate()

@@ -25,6 +25,7 @@ from rlhf.core.ops import token_logprobs
 from rlhf.core.run import Run
 from rlhf.core.tokens import encode_prompt, fit_prompt
 from rlhf.core.train import seed_everything
+from rlhf.core.vllm_engine import episode_seed
 from rlhf.data import read_records
 from rlhf.eval.config import EvalConfig
 from rlhf.eval.plots import plot_training, plot_winrates, read_history
@@ -48,16 +49,22 @@ class Samples:
 
 
 @torch.no_grad()
-def sample_model(model, tokenizer, prompts: list, config: EvalConfig) -> Samples:
+def sample_model(model, tokenizer, prompts: list, config: EvalConfig, sampler=None) -> Samples:
     """Same prompts, decoding and random numbers for every model (common random numbers make
-    the comparison less noisy than independent draws)."""
+    the comparison less noisy than independent draws). `sampler`: a vLLM engine holding this
+    model (generation_backend=vllm), else our sampler runs `model`."""
     budget = config.max_length - config.max_new_tokens
     ids = [fit_prompt(encode_prompt(tokenizer, p), budget, tokenizer.bos_token_id) for p in prompts]
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     parts = []
     for i in range(0, len(ids), config.batch_size):
-        noise = episode_noise(config.seed, list(range(i, min(i + config.batch_size, len(ids)))), config.max_new_tokens)
-        parts.append(sample(model, ids[i : i + config.batch_size], noise, config.temperature, config.top_p,
-                            tokenizer.eos_token_id, tokenizer.pad_token_id))
+        episodes = list(range(i, min(i + config.batch_size, len(ids))))
+        if sampler is not None:
+            parts.append(sampler.sample(ids[i : i + config.batch_size], [episode_seed(config.seed, e) for e in episodes],
+                                        config.max_new_tokens, config.temperature, config.top_p, eos, pad))
+            continue
+        noise = episode_noise(config.seed, episodes, config.max_new_tokens)
+        parts.append(sample(model, ids[i : i + config.batch_size], noise, config.temperature, config.top_p, eos, pad))
     P = max(p[0].shape[1] for p in parts)
     prompt_ids = torch.cat([_left_pad_to(p[0], P, tokenizer.pad_token_id) for p in parts])  # (N, P)
     prompt_mask = torch.cat([_left_pad_to(p[1], P, 0) for p in parts])  # (N, P)
@@ -102,6 +109,15 @@ def perplexity(model, docs: list[list[int]], pad_id: int, batch_size: int) -> fl
     return math.exp(nll / max(tokens, 1))
 
 
+def make_sampler(config: EvalConfig, path: str):
+    """A vLLM engine loaded from `path` for generation_backend=vllm, else None (our sampler)."""
+    if config.generation_backend != "vllm":
+        return None
+    from rlhf.core.vllm_engine import VLLMSampler
+
+    return VLLMSampler(path, config.vllm, max_model_len=config.max_length, seed=config.seed)
+
+
 def make_judge(config: EvalConfig, reward_model):
     if config.judge and ":" in config.judge and not Path(config.judge).exists():
         return load_callable(config.judge, "judge")
@@ -143,7 +159,10 @@ def main(config: EvalConfig, out: str, resume: bool = False) -> dict[str, float]
     for name, path in zip(names, paths):
         tokenizer = load_tokenizer(path)
         model = load_causal_lm(path, dtype=dtype, dropout=0.0).to(device).eval()
-        samples[name] = sample_model(model, tokenizer, prompts, config)
+        sampler = make_sampler(config, path)
+        samples[name] = sample_model(model, tokenizer, prompts, config, sampler)
+        if sampler is not None:
+            sampler.close()
         metrics[f"eval/length/{name}"] = float(samples[name].response_mask.sum(-1).float().mean())
         if config.pretrain_file:
             docs = load_pretrain(config.pretrain_file, tokenizer, config.max_length)
