@@ -33,12 +33,17 @@ if [ "$want_vllm" = 1 ]; then
 fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
+# constraints.txt pins every dependency to the versions CI tests (scripts/freeze_constraints.py
+# writes it). CONSTRAINTS= (empty) installs the newest versions pyproject.toml allows instead.
+constraints=${CONSTRAINTS-constraints.txt}
+pin=()
+[ -n "$constraints" ] && pin=(-c "$constraints")
 # torch first and pinned: an unpinned torch pulls gigabytes of CUDA packages on a CPU
 # machine. The project itself only asks for torch>=2.4, which 2.13.0 satisfies.
-.venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install -q "torch==${TORCH_VERSION:-2.13.0}"
+.venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install -q ${pin[@]+"${pin[@]}"} "torch==${TORCH_VERSION:-2.13.0}"
 extras="all"
 [ "$want_test" = 1 ] && extras="all,test"
-.venv/bin/python -m pip install -q -e ".[${extras}]"
+.venv/bin/python -m pip install -q ${pin[@]+"${pin[@]}"} -e ".[${extras}]"
 
 if [ "$want_test" = 1 ]; then
   # The browser test drives Debian's Chromium (Playwright's own browser download cannot
