@@ -3,10 +3,11 @@ and generate() cuts after EOS."""
 
 import warnings
 
+import pytest
 import torch
 
 from rlhf.core.generate import generate, kv_cache, left_pad, pick_tokens, positions_from_mask
-from rlhf.core.models import load_causal_lm, load_tokenizer
+from rlhf.core.models import LoraConfig, load_causal_lm, load_tokenizer
 
 
 def test_temperature_zero_is_argmax_whatever_the_noise():
@@ -39,13 +40,21 @@ def test_a_tiny_temperature_tends_to_greedy_instead_of_nan():
         assert pick_tokens(logits, torch.full((2,), u), 1e-300, 1.0).tolist() == [1, 0]
 
 
-def test_the_sampler_uses_the_current_cache_api(tiny_gpt2):
-    """transformers 5 deprecates `past_key_values=` (removed in 5.40); the sampler must not use it."""
-    model, tok = load_causal_lm(str(tiny_gpt2)), load_tokenizer(str(tiny_gpt2))
+@pytest.mark.parametrize("lora", [0, 4])
+def test_the_sampler_uses_the_current_cache_api(tiny_gpt2, lora):
+    """transformers 5 deprecates `past_key_values=` (removed in 5.40); the sampler must not use it,
+    also through a PEFT wrapper (PPO with lora.r > 0), and must give the same greedy answer."""
+    tok = load_tokenizer(str(tiny_gpt2))
+    model = load_causal_lm(str(tiny_gpt2), lora=LoraConfig(r=lora))
+    prompt = tok("hello world")["input_ids"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        generate(model, tok, [tok("hello world")["input_ids"]], 4, do_sample=False)
+        ids = generate(model, tok, [prompt], 4, do_sample=False)
     assert not [w for w in caught if "past_key_values" in str(w.message)]
+    with torch.no_grad():  # LoRA's B starts at zero, so both match the plain model's greedy answer
+        expected = model.generate(torch.tensor([prompt]), max_new_tokens=4, do_sample=False,
+                                  pad_token_id=tok.pad_token_id)[0, len(prompt):].tolist()
+    assert ids[0] == expected[: len(ids[0])]
 
 
 def test_the_kv_cache_gives_the_logits_of_the_full_forward(tiny_gpt2):

@@ -75,7 +75,8 @@ def kv_cache(model) -> dict:
     from transformers import DynamicCache
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # through a PEFT wrapper
-    keyword = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+    # The class's forward: accelerate may wrap the instance's in a (*args, **kwargs) function.
+    keyword = "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
     return {keyword: DynamicCache(config=base.config)}
 
 
