@@ -46,25 +46,20 @@ def pick_tokens(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_p
         return logits.argmax(-1)
     logits = logits.float()
     # A tiny temperature must tend to greedy, not to NaN: the max comes off before the division
-    # (logits / 1e-9 overflows to inf, and inf - inf is NaN), and the temperature stays above 1e-30
-    # (1e-300 is 0 in float32: 0 / 0). Below 1e-30 every gap between logits is already -inf.
+    # (dividing first overflows to inf for a temperature near 1e-38, and inf - inf is NaN), and the
+    # temperature stays at 1e-30 or more (1e-300 is 0 in float32: 0 / 0). At 1e-30 every logit
+    # that is not the max is already -inf.
     probs = ((logits - logits.amax(-1, keepdim=True)) / max(temperature, 1e-30)).softmax(-1)  # (B, V)
     order = None
     if top_p < 1.0:
         probs, order = probs.sort(-1, descending=True)  # (B, V)
-        probs = probs * nucleus_mask(probs, top_p)
+        # The nucleus (Holtzman et al., 2020): the most likely tokens until their mass reaches top_p.
+        keep = (probs.cumsum(-1) - probs) < top_p  # (B, V): the mass before the token is still short of top_p
+        keep[:, 0] = True  # the top token always stays: a top_p such as 1e-46 is 0 in float32
+        probs = probs * keep
     cdf = probs.cumsum(-1)  # (B, V)
     picked = torch.searchsorted(cdf, (u.to(cdf) * cdf[:, -1]).unsqueeze(-1), right=True).clamp(max=cdf.shape[-1] - 1)
     return (order.gather(-1, picked) if order is not None else picked).squeeze(-1)  # (B,)
-
-
-def nucleus_mask(sorted_probs: torch.Tensor, top_p: float) -> torch.Tensor:
-    """True on the smallest set of most likely tokens whose mass reaches top_p (Holtzman et al., 2020).
-    sorted_probs (B, V), each row in descending order -> (B, V) bool."""
-    keep = (sorted_probs.cumsum(-1) - sorted_probs) < top_p  # the mass before the token is still short of top_p
-    # The top token always stays: a top_p such as 1e-46 is 0 in float32, which would keep nothing.
-    keep[..., 0] = True
-    return keep
 
 
 def kv_cache(model) -> dict:

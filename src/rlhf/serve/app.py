@@ -71,6 +71,7 @@ class ServeState:
     allowed_hosts: frozenset[str] | None = LOOPBACK_HOSTS
     """Host header names answered; None answers any (a server bound to all interfaces)."""
     max_body_bytes: int = 4 * 2**20
+    """Largest request body; a larger one is a 413 before it is read."""
     max_choices: int = 64
     """Most choices (prompts x n) in one request."""
     created: int = 0
