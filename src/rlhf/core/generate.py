@@ -47,8 +47,8 @@ def pick_tokens(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_p
     logits = logits.float()
     # A tiny temperature must tend to greedy, not to NaN: the max comes off before the division
     # (dividing first overflows to inf for a temperature near 1e-38, and inf - inf is NaN), and the
-    # temperature stays at 1e-30 or more (1e-300 is 0 in float32: 0 / 0). At 1e-30 every logit
-    # that is not the max is already -inf.
+    # temperature stays at 1e-30 or more (1e-300 is 0 in float32: 0 / 0). At 1e-30 every token
+    # whose logit is below the max already has probability 0.
     probs = ((logits - logits.amax(-1, keepdim=True)) / max(temperature, 1e-30)).softmax(-1)  # (B, V)
     order = None
     if top_p < 1.0:
