@@ -185,7 +185,7 @@ def main(config: SFTConfig, out: str, resume: bool = False) -> dict[str, float]:
         final["sft/tokens_per_s"] = total_seen / total_time
     final["sft/eval_loss"] = final.get("eval/loss", float("nan"))
     if best is not None:
-        final["sft/best_" + config.select_metric.split("/")[1]] = best
+        final["sft/best_" + config.selected_by.split("/")[1]] = best
     return run.finish(final)
 
 
@@ -198,8 +198,8 @@ def end_of_epoch(config, net, model, tokenizer, evals, reward_model, accelerator
     if reward_model is not None and accelerator.is_main_process:
         metrics["eval/reward"] = evaluate_reward(final_model, tokenizer, config.eval_file, config, reward_model)
     run.log(step, metrics)
-    value = metrics.get(config.select_metric, metrics["eval/loss"])
-    lower_is_better = config.select_metric == "eval/loss"
+    value = metrics.get(config.selected_by, metrics["eval/loss"])
+    lower_is_better = config.selected_by == "eval/loss"
     improved = best is None or (value < best if lower_is_better else value > best) or math.isnan(best)
     log.info("step %d: %s", step, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
     if improved:
