@@ -12,7 +12,8 @@ from rlhf.core.vllm_engine import VLLMConfig, check_backend
 class EvalConfig:
     """Sample every model on the same held-out prompts with the same decoding, then report
     reward, win rate against the baseline with a bootstrap interval, KL to a reference,
-    response length and perplexity on held-out pretraining text (the alignment tax)."""
+    response length and perplexity on held-out pretraining text (the alignment tax), and
+    write blinded comparison tasks for human labelers (label_db)."""
 
     models: list[str] = field(default_factory=list)
     """Model folders to evaluate (e.g. [runs/sft/final, runs/ppo/final])."""
@@ -25,10 +26,27 @@ class EvalConfig:
     num_prompts: int = 0
     """Evaluate on the first this many prompts; 0 uses all."""
     reward_model: str = ""
-    """Reward model folder for eval/reward/<name>; also the default judge."""
+    """Reward model folder for eval/reward/<name>; also the judge when judge is empty. Not the one PPO
+    was trained against: that one's verdict measures the optimisation, not quality (the report says so)."""
     judge: str = ""
-    """Who compares two responses: empty uses reward_model, a reward model folder, or a Python callable
-    `module:function` with judge(prompt, response_a, response_b) -> probability that a is better."""
+    """Who compares two responses: empty uses reward_model; a reward model folder; openai:<model>@<base_url>
+    (any OpenAI-compatible endpoint, asked in both orders); or a Python callable `module:function` with
+    judge(prompt, response_a, response_b) -> probability that a is better."""
+    judge_prompt: str = "final"
+    """Prompt of an openai: judge: final (the paper's final-evaluation instructions: truthfulness and harmlessness
+    first), training (helpfulness first, as while collecting training data), or a file with {prompt},
+    {response_a} and {response_b} in it."""
+    judge_api_key_env: str = "OPENAI_API_KEY"
+    """Environment variable holding the openai: judge's API key (none is sent when it is unset)."""
+    judge_max_tokens: int = 512
+    """Longest reply of an openai: judge (room to reason before its 'Verdict: A' line)."""
+    judge_concurrency: int = 8
+    """Requests to an openai: judge in flight at once."""
+    label_db: str = ""
+    """Labeling app database (as `rlhf label --db`): write blinded comparison tasks, the baseline against each
+    model on every prompt, for human evaluation; `rlhf eval report --labels export.jsonl` reads the labels back."""
+    label_overlap: float = 0.1
+    """Share of the comparison tasks given to two labelers instead of one (human/agreement is measured on them)."""
     reference: str = ""
     """Policy that eval/kl/<name> is measured against; empty uses the baseline."""
     pretrain_file: str = ""
@@ -66,8 +84,25 @@ class EvalConfig:
                 "max_new_tokens must be >= 1 and below max_length")
         require(self.temperature > 0 and 0 < self.top_p <= 1, "temperature must be > 0 and top_p in (0, 1]")
         require(self.batch_size >= 1 and self.num_bootstrap >= 1, "batch_size and num_bootstrap must be >= 1")
-        require(bool(self.judge or self.reward_model),
-                "no judge for the win rates: give reward_model=path/to/rm, or judge=path-or-module:function")
+        require(bool(self.judge or self.reward_model or self.label_db),
+                "no judge for the win rates: give judge=openai:<model>@<url> (or a reward model folder, or "
+                "module:function), reward_model=path/to/rm, or label_db=URL for human labelers")
+        require(0 <= self.label_overlap <= 1, f"label_overlap must be in [0, 1], got {self.label_overlap}")
+        require(self.judge_max_tokens >= 1 and self.judge_concurrency >= 1,
+                "judge_max_tokens and judge_concurrency must be >= 1")
         require(self.precision in ("fp32", "bf16"), f"precision must be fp32 or bf16, got {self.precision!r}")
         check_backend(self.generation_backend)
         self.vllm.validate()
+
+
+@dataclass
+class ReportConfig:
+    """Read human labels back into an `rlhf eval` folder (--out): win rate of each model against the baseline
+    with a bootstrap interval, mean Likert, the paper's Figure 4 flag rates and inter-labeler agreement, added
+    to its metrics.json, report.md and plots (human_winrate.png, human_flags.png)."""
+
+    labels: str = ""
+    """The labeling app's comparisons export (`rlhf label export --kind comparisons`), JSONL or Parquet; also --labels FILE."""
+
+    def validate(self) -> None:
+        require(bool(self.labels), "labels is required: --labels export.jsonl (rlhf label export --kind comparisons)")

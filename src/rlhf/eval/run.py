@@ -5,7 +5,9 @@
 3. KL of each model's responses to the reference policy
 4. reward-model score of every response
 5. win rate of each model against the baseline under the judge, bootstrap 95% interval
--> metrics.json, samples.jsonl (formats: samples), winrate.png, training.png
+6. blinded comparison tasks for human labelers in the labeling app (label_db)
+-> metrics.json, report.md, samples.jsonl (formats: samples), judgments.jsonl, human_tasks.jsonl,
+   winrate.png, training.png
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from pathlib import Path
 
 import torch
 
-from rlhf.config import load_callable
 from rlhf.core.generate import decode_responses
 from rlhf.core.io import atomic_write_jsonl
 from rlhf.core.models import load_causal_lm, load_tokenizer
@@ -28,8 +29,12 @@ from rlhf.core.train import seed_everything
 from rlhf.core.vllm_engine import episode_seed
 from rlhf.data import read_records
 from rlhf.eval.config import EvalConfig
+from rlhf.eval.guard import training_rm_matches
+from rlhf.eval.human import KEY_FILE, comparison_tasks, prompt_id, send_tasks
+from rlhf.eval.judges import judge_folder, make_judge, position_stats
 from rlhf.eval.plots import plot_training, plot_winrates, read_history
-from rlhf.eval.winrate import RewardModelJudge, bootstrap_interval, judge_all, model_labels, outcomes
+from rlhf.eval.report import write_report
+from rlhf.eval.winrate import bootstrap_interval, judge_all, outcomes, resolve_models
 from rlhf.ppo.data import collate_text, load_pretrain
 from rlhf.ppo.rollout import episode_noise, response_logits, sample
 
@@ -118,18 +123,6 @@ def make_sampler(config: EvalConfig, path: str):
     return VLLMSampler(path, config.vllm, max_model_len=config.max_length, seed=config.seed)
 
 
-def make_judge(config: EvalConfig, reward_model):
-    if config.judge and ":" in config.judge and not Path(config.judge).exists():
-        return load_callable(config.judge, "judge")
-    if config.judge:
-        from rlhf.core.reward import load_reward_model
-
-        return RewardModelJudge(load_reward_model(config.judge), config.max_length, config.batch_size)
-    if reward_model is not None:
-        return RewardModelJudge(reward_model, config.max_length, config.batch_size)
-    return None
-
-
 def main(config: EvalConfig, out: str, resume: bool = False) -> dict[str, float]:
     # --- setup -------------------------------------------------------------------
     run = Run(out, config, True, resume=False)  # one pass, nothing to resume: --resume just redoes it
@@ -137,11 +130,8 @@ def main(config: EvalConfig, out: str, resume: bool = False) -> dict[str, float]
     seed_everything(config.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = "bfloat16" if config.precision == "bf16" else "float32"
-    baseline = config.baseline or config.models[0]
-    paths = list(config.models) + ([] if baseline in config.models else [baseline])
-    given = list(config.labels) + ["baseline"] * (len(paths) - len(config.models)) if config.labels else None
-    names = model_labels(paths, given)
-    base_name = names[paths.index(baseline)]
+    paths, names, base_name = resolve_models(config)
+    baseline = paths[names.index(base_name)]
     records = read_records(config.prompts_file, "prompt")
     records = records[: config.num_prompts] if config.num_prompts > 0 else records
     prompts = [r["prompt"] for r in records]
@@ -151,7 +141,7 @@ def main(config: EvalConfig, out: str, resume: bool = False) -> dict[str, float]
 
         reward_model = load_reward_model(config.reward_model, device=device)
     judge = make_judge(config, reward_model)
-    metrics: dict[str, float] = {}
+    metrics: dict[str, float] = guard_metrics(config, names, paths)
 
     # 1-2. sample every model; perplexity while it is loaded
     samples: dict[str, Samples] = {}
@@ -185,18 +175,52 @@ def main(config: EvalConfig, out: str, resume: bool = False) -> dict[str, float]
             metrics[f"eval/reward/{name}"] = sum(rewards[name]) / len(rewards[name])
 
     # 5. win rate against the baseline, ties split, bootstrap 95% interval over prompts
+    transcript = []
     if judge is not None:
         for name, s in samples.items():
             results = outcomes(judge_all(judge, prompts, s.texts, samples[base_name].texts))
             low, high = bootstrap_interval(results, config.num_bootstrap, config.seed)
             metrics[f"eval/winrate/{name}"] = sum(results) / len(results)
             metrics[f"eval/winrate_low/{name}"], metrics[f"eval/winrate_high/{name}"] = low, high
+            if hasattr(judge, "take_transcript"):  # an endpoint judge: keep what it was asked and said
+                rows = [{"model": name, "baseline": base_name, "prompt_id": prompt_id(records[r["index"]], r["index"]),
+                         **r} for r in judge.take_transcript()]
+                if rows:
+                    metrics[f"eval/judge_first/{name}"], metrics[f"eval/judge_unparsed/{name}"] = position_stats(rows)
+                transcript += rows
+
+    # 6. blinded comparison tasks for human labelers; the key stays here, never in the app
+    if config.label_db:
+        key = comparison_tasks(records, names, base_name, {n: s.texts for n, s in samples.items()},
+                               config.label_overlap, config.seed, str(out.resolve()))
+        atomic_write_jsonl(out / KEY_FILE, key)
+        log.info("labeling app %s: %s", config.label_db, send_tasks(config.label_db, key, out))
 
     # --- finish ------------------------------------------------------------------
     write_outputs(out, config, names, paths, base_name, records, samples, rewards, metrics)
+    if transcript:
+        atomic_write_jsonl(out / "judgments.jsonl", transcript)
     for key, value in sorted(metrics.items()):
         log.info("%s = %.4f", key, value)
-    return run.finish(metrics)
+    final = run.finish(metrics)
+    write_report(out)
+    return final
+
+
+def guard_metrics(config: EvalConfig, names: list[str], paths: list[str]) -> dict[str, float]:
+    """eval/judge_is_training_rm (and per model): 1 when the win-rate judge is the reward model a
+    model was trained against; eval/reward_is_training_rm/<name> likewise for eval/reward."""
+    metrics = {}
+    for what, folder in (("judge", judge_folder(config)), ("reward", config.reward_model)):
+        matches = training_rm_matches(folder, names, paths) if folder else {}
+        for name in names:
+            metrics[f"eval/{what}_is_training_rm/{name}"] = float(name in matches)
+        for name, how in matches.items():
+            log.warning("the %s %s is the reward model %s was trained against (%s): its verdict on %s measures the "
+                        "optimisation, not quality", "judge" if what == "judge" else "reward model", folder, name,
+                        how, name)
+    metrics["eval/judge_is_training_rm"] = max(metrics[f"eval/judge_is_training_rm/{n}"] for n in names)
+    return metrics
 
 
 def write_outputs(out: Path, config, names, paths, base_name, records, samples, rewards, metrics) -> None:
@@ -204,7 +228,7 @@ def write_outputs(out: Path, config, names, paths, base_name, records, samples, 
     for name in names:
         s = samples[name]
         for i, record in enumerate(records):
-            row = {"prompt_id": record.get("id", f"p-{i:06d}"), "prompt": record["prompt"], "model": name,
+            row = {"prompt_id": prompt_id(record, i), "prompt": record["prompt"], "model": name,
                    "response": s.texts[i], "logprob": round(float(s.logprobs[i]), 4)}
             if name in rewards:
                 row["reward"] = round(rewards[name][i], 4)

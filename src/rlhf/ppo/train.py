@@ -24,6 +24,7 @@ from rlhf.config import ConfigError, load_callable
 from rlhf.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from rlhf.core.fsdp import fsdp_enabled
 from rlhf.core.generate import decode_responses
+from rlhf.core.io import TRAINED_AGAINST, atomic_write_json, weights_sha256
 from rlhf.core.groups import consecutive_groups, length_groups, padding_fraction
 from rlhf.core.models import apply_lora, load_causal_lm, load_tokenizer, set_dropout
 from rlhf.core.ops import token_logprobs
@@ -292,6 +293,7 @@ def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
     # --- finish ------------------------------------------------------------------
     if accelerator.is_main_process:
         save_final(model.policy, tokenizer, out)
+        record_reward(config, out / "final")
     accelerator.wait_for_everyone()
     final = {k: v for h in run.history for k, v in h.items() if k != "step"}  # latest value of each metric
     tenth = max(1, round(0.1 * len(score_history)))
@@ -300,6 +302,17 @@ def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
     if totals["time"] > 0:
         final["ppo/episodes_per_s"] = totals["episodes"] / totals["time"]
     return run.finish(final)
+
+
+def record_reward(config: PPOConfig, final: Path) -> None:
+    """final/trained_against.json: the reward this policy was optimised against, by path and by
+    weights hash, so `rlhf eval` can refuse to pass off that reward model's verdict as an
+    evaluation even after the folders are copied or renamed."""
+    atomic_write_json(final / TRAINED_AGAINST, {
+        "reward_model": str(Path(config.reward_model).resolve()),
+        "reward_model_sha256": weights_sha256(config.reward_model),
+        "reward_fn": config.reward_fn,
+    })
 
 
 def ppo_update(config, accelerator, net, optimizer, rollout: Rollout, advantages, returns, pretrain, step, opt_steps,
