@@ -216,9 +216,9 @@ def guard_metrics(config: EvalConfig, names: list[str], paths: list[str]) -> dic
         for name in names:
             metrics[f"eval/{what}_is_training_rm/{name}"] = float(name in matches)
         for name, how in matches.items():
-            log.warning("the %s %s is the reward model %s was trained against (%s): its verdict on %s measures the "
-                        "optimisation, not quality", "judge" if what == "judge" else "reward model", folder, name,
-                        how, name)
+            log.warning("%s %s is the reward model %s was trained against (%s): %s", what, folder, name, how,
+                        "its verdict measures the optimisation, not quality" if what == "judge" else
+                        "eval/reward is the objective PPO maximised, not an evaluation")
     metrics["eval/judge_is_training_rm"] = max(metrics[f"eval/judge_is_training_rm/{n}"] for n in names)
     return metrics
 
