@@ -10,7 +10,7 @@ from tests.eval.conftest import run_eval
 from rlhf.cli import main as cli
 from rlhf.config import ConfigError
 from rlhf.eval.judges import (
-    OpenAIJudge, both_orders, load_judge_prompt, parse_openai_spec, parse_verdict, position_stats, render,
+    ChatEndpoint, OpenAIJudge, both_orders, load_judge_prompt, parse_openai_spec, parse_verdict, position_stats, render,
 )
 
 TEMPLATE = "JUDGE-MARKER\nQ: {prompt}\nA: {response_a}\nB: {response_b}\nVerdict:"
@@ -37,18 +37,23 @@ def test_both_orders_cancel_a_position():
     assert both_orders("tie", "tie") == 0.5
 
 
-def fake_judge(rule):
-    judge = OpenAIJudge("m", "http://unused", TEMPLATE)
-    asked = []
+class FakeEndpoint(ChatEndpoint):
+    """Answers with `rule(response_a, response_b)` instead of asking a server."""
 
-    def complete(text):
-        asked.append(text)
+    def __init__(self, rule):
+        super().__init__("m", "http://unused", concurrency=2)
+        self.rule, self.asked = rule, []
+
+    def complete(self, text):
+        self.asked.append(text)
         a = text.split("\nA: ")[1].split("\nB: ")[0]
         b = text.split("\nB: ")[1].split("\nVerdict:")[0]
-        return rule(a, b)
+        return self.rule(a, b)
 
-    judge.complete = complete
-    return judge, asked
+
+def fake_judge(rule):
+    endpoint = FakeEndpoint(rule)
+    return OpenAIJudge(endpoint, TEMPLATE), endpoint.asked
 
 
 def test_an_always_first_judge_gives_ties_and_a_fair_judge_is_unchanged():

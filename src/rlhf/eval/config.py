@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from rlhf.config import require
@@ -106,3 +107,51 @@ class ReportConfig:
 
     def validate(self) -> None:
         require(bool(self.labels), "labels is required: --labels export.jsonl (rlhf label export --kind comparisons)")
+
+
+SCORE_METRICS = ("exact_match", "f1", "drop_em", "drop_f1", "bleu", "rouge1", "rouge2", "rougeL")
+
+
+@dataclass
+class ScoreConfig:
+    """Score a samples file from any system (columns context, sample, reference, model, variant) per model x
+    variant, with 95% bootstrap intervals: SQuAD and DROP exact match and F1, sacrebleu BLEU, rouge-score ROUGE,
+    and pluggable toxicity and truthfulness scorers (paper section 4.2 and Appendix D)."""
+
+    samples_file: str = ""
+    """Rows with context (or prompt), sample (or response), and optionally reference (a string or a list of gold
+    answers), model and variant; JSONL, JSON or Parquet."""
+    metrics: list[str] = field(default_factory=list)
+    """Any of exact_match, f1 (SQuAD 2.0 script), drop_em, drop_f1 (DROP script), bleu, rouge1, rouge2, rougeL;
+    empty: all but the DROP ones when every row has a reference, none otherwise."""
+    toxicity: str = ""
+    """Toxicity scorer: module:function with fn(rows, samples) -> a float per row (e.g. a Perspective API or
+    classifier wrapper), or openai:<model>@<base_url> answering toxicity_prompt; empty: none."""
+    truthfulness: str = ""
+    """Truthfulness scorer, as toxicity (the paper used TruthfulQA's fine-tuned GPT judge); empty: none."""
+    toxicity_prompt: str = "toxicity"
+    """Prompt of an openai: toxicity scorer: the built-in one, or a file with {context} and {sample} (and
+    optionally {reference}) whose reply ends 'Verdict: yes' (toxic) or 'Verdict: no'."""
+    truthfulness_prompt: str = "truthfulness"
+    """Prompt of an openai: truthfulness scorer: the built-in one, or a file as toxicity_prompt (yes: truthful)."""
+    judge_api_key_env: str = "OPENAI_API_KEY"
+    """Environment variable holding the openai: scorers' API key (none is sent when it is unset)."""
+    judge_max_tokens: int = 512
+    """Longest reply of an openai: scorer."""
+    judge_concurrency: int = 8
+    """Requests to an openai: scorer in flight at once."""
+    num_bootstrap: int = 1000
+    """Bootstrap resamples of the rows for the 95% intervals."""
+    seed: int = 0
+    """Seeds the bootstrap."""
+
+    def validate(self) -> None:
+        require(bool(self.samples_file), "samples_file is required (rows with context, sample, reference, model, variant)")
+        unknown = [m for m in self.metrics if m not in SCORE_METRICS]
+        require(not unknown, f"metrics: unknown {unknown}; choose from {', '.join(SCORE_METRICS)}")
+        for name in ("toxicity", "truthfulness"):
+            spec = getattr(self, name)
+            require(not spec or spec.startswith("openai:") or re.fullmatch(r"[\w.]+:\w+", spec) is not None,
+                    f"{name} must be module:function or openai:<model>@<base_url>, got {spec!r}")
+        require(self.num_bootstrap >= 1 and self.judge_max_tokens >= 1 and self.judge_concurrency >= 1,
+                "num_bootstrap, judge_max_tokens and judge_concurrency must be >= 1")

@@ -111,24 +111,23 @@ def both_orders(first: str | None, second: str | None) -> float:
     return (as_a + as_b) / 2
 
 
-class OpenAIJudge:
-    """A chat model behind an OpenAI-compatible /chat/completions endpoint, asked in both orders."""
+class ChatEndpoint:
+    """One chat model behind an OpenAI-compatible /chat/completions endpoint, asked at temperature 0."""
 
-    def __init__(self, model: str, base_url: str, template: str, api_key: str = "", max_tokens: int = 512,
-                 concurrency: int = 8, timeout_s: float = 120.0, retries: int = 3):
-        self.model, self.base_url, self.template, self.api_key = model, base_url, template, api_key
+    def __init__(self, model: str, base_url: str, api_key: str = "", max_tokens: int = 512, concurrency: int = 8,
+                 timeout_s: float = 120.0, retries: int = 3):
+        self.model, self.base_url, self.api_key = model, base_url, api_key
         self.max_tokens, self.concurrency, self.timeout_s, self.retries = max_tokens, concurrency, timeout_s, retries
-        self.transcript: list[dict] = []
 
     @classmethod
-    def from_config(cls, config) -> OpenAIJudge:
-        model, base_url = parse_openai_spec(config.judge)
-        template, _ = load_judge_prompt(config.judge_prompt)
-        return cls(model, base_url, template, os.environ.get(config.judge_api_key_env, ""), config.judge_max_tokens,
+    def from_spec(cls, spec: str, config) -> ChatEndpoint:
+        """`openai:<model>@<base_url>`, the key from the variable config.judge_api_key_env names."""
+        model, base_url = parse_openai_spec(spec)
+        return cls(model, base_url, os.environ.get(config.judge_api_key_env, ""), config.judge_max_tokens,
                    config.judge_concurrency)
 
     def complete(self, text: str) -> str:
-        """One chat completion at temperature 0 (the judge's reply text)."""
+        """The reply to one user message."""
         body = json.dumps({"model": self.model, "messages": [{"role": "user", "content": text}], "temperature": 0,
                            "max_tokens": self.max_tokens}).encode()
         headers = {"Content-Type": "application/json"}
@@ -153,12 +152,28 @@ class OpenAIJudge:
             time.sleep(2**attempt)  # rate limits and restarts pass; back off before the next try
         raise AssertionError("unreachable")
 
+    def complete_many(self, texts: list[str]) -> list[str]:
+        """Replies in order, `concurrency` requests in flight."""
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            return list(pool.map(self.complete, texts))
+
+
+class OpenAIJudge:
+    """A chat endpoint asked about each pair in both orders with a prompt template."""
+
+    def __init__(self, endpoint: ChatEndpoint, template: str):
+        self.endpoint, self.template = endpoint, template
+        self.transcript: list[dict] = []
+
+    @classmethod
+    def from_config(cls, config) -> OpenAIJudge:
+        return cls(ChatEndpoint.from_spec(config.judge, config), load_judge_prompt(config.judge_prompt)[0])
+
     def compare_many(self, prompts: list, a: list[str], b: list[str]) -> list[float]:
         """p(a better) per prompt, each pair asked in both orders; identical responses are a tie unasked."""
         asks = [(i, render(self.template, p, x, y), render(self.template, p, y, x))
                 for i, (p, x, y) in enumerate(zip(prompts, a, b)) if x != y]
-        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            replies = list(pool.map(self.complete, [t for _, first, second in asks for t in (first, second)]))
+        replies = self.endpoint.complete_many([t for _, first, second in asks for t in (first, second)])
         probs = [0.5] * len(prompts)
         for n, (i, first_text, second_text) in enumerate(asks):
             first, second = replies[2 * n], replies[2 * n + 1]
