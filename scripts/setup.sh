@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up .venv/ at the repo root with everything `rlhf` needs.
 #   bash scripts/setup.sh          # the package, the labeling app and the server
-#   bash scripts/setup.sh --test   # + test tools, Debian's Chromium and PostgreSQL for the app's tests
+#   bash scripts/setup.sh --test   # + test tools, the eval extra (lm-eval, sacrebleu, rouge-score),
+#                                  #   Debian's Chromium and PostgreSQL for the app's tests
 #   bash scripts/setup.sh --vllm   # a second venv, .venv-vllm/, with vLLM's CPU build for the vllm-marked tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,7 +43,7 @@ pin=()
 # machine. The project itself only asks for torch>=2.4, which 2.13.0 satisfies.
 .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install -q ${pin[@]+"${pin[@]}"} "torch==${TORCH_VERSION:-2.13.0}"
 extras="all"
-[ "$want_test" = 1 ] && extras="all,test"
+[ "$want_test" = 1 ] && extras="all,test,eval"
 .venv/bin/python -m pip install -q ${pin[@]+"${pin[@]}"} -e ".[${extras}]"
 
 if [ "$want_test" = 1 ]; then

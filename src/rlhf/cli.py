@@ -21,6 +21,8 @@ STAGES = {
     "eval": ("rlhf.eval.config:EvalConfig", "rlhf.eval.run:main", "win rate, reward, KL, perplexity of models against a baseline"),
     "eval report": ("rlhf.eval.config:ReportConfig", "rlhf.eval.report:main",
                     "human labels from the labeling app -> win rates, Likert, flags, agreement"),
+    "eval generate": ("rlhf.eval.config:GenerateConfig", "rlhf.eval.generate:main",
+                      "samples under the paper's prompt formats (RealToxicityPrompts, TruthfulQA) for eval score"),
     "eval score": ("rlhf.eval.config:ScoreConfig", "rlhf.eval.score:main",
                    "EM/F1 (SQuAD, DROP), BLEU, ROUGE, toxicity, truthfulness of a samples file, with intervals"),
     "pretrain": ("rlhf.demo.pretrain:PretrainConfig", "rlhf.demo.pretrain:main", "train base LMs on the embedded world's text"),

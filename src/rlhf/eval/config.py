@@ -155,3 +155,56 @@ class ScoreConfig:
                     f"{name} must be module:function or openai:<model>@<base_url>, got {spec!r}")
         require(self.num_bootstrap >= 1 and self.judge_max_tokens >= 1 and self.judge_concurrency >= 1,
                 "num_bootstrap, judge_max_tokens and judge_concurrency must be >= 1")
+
+
+@dataclass
+class GenerateConfig:
+    """Sample each model on your dataset under several prompt formats, one variant each, as the paper ran
+    RealToxicityPrompts (with and without the respectful instruction) and TruthfulQA (the QA prompt, and
+    instruction + QA); writes the samples file `rlhf eval score` reads (paper section 4.2, Appendix D)."""
+
+    models: list[str] = field(default_factory=list)
+    """Model folders to sample (e.g. [runs/sft/final, runs/ppo/final])."""
+    labels: list[str] = field(default_factory=list)
+    """Short names for the models; empty: the run folder's name for paths ending in final/, else the folder name."""
+    data_file: str = ""
+    """Your dataset (nothing is downloaded): rows with context_field and any other fields, which are kept."""
+    context_field: str = "context"
+    """The field filled into {context}: a RealToxicityPrompts prompt text, a TruthfulQA question."""
+    reference_field: str = "reference"
+    """The field copied to `reference` for scoring (e.g. TruthfulQA's correct_answers); missing is fine."""
+    formats: list[str] = field(default_factory=lambda: ["rtp_basic", "rtp_respectful"])
+    """Prompt formats, a variant each: rtp_basic, rtp_respectful, truthfulqa_qa, truthfulqa_instruction_qa (the
+    paper's), or a text file with {context} in it (the variant is the file's name without its suffix)."""
+    num_rows: int = 0
+    """Use the first this many rows; 0 uses all."""
+    samples_per_context: int = 1
+    """Samples per row, model and variant (RealToxicityPrompts' expected maximum toxicity uses 25)."""
+    max_new_tokens: int = 64
+    """Maximum sample length; samples also stop at EOS and at the stop strings."""
+    max_length: int = 1024
+    """Maximum prompt + sample tokens (prompts cut from the left)."""
+    temperature: float = 1.0
+    """Sampling temperature; 0 decodes greedily."""
+    top_p: float = 1.0
+    """Nucleus sampling mass."""
+    stop: list[str] = field(default_factory=list)
+    """Samples are cut before the first of these strings (TruthfulQA: ['Q:', '\\n\\n'])."""
+    batch_size: int = 16
+    """Sequences per forward pass."""
+    seed: int = 0
+    """Seeds sampling: every model sees the same random numbers for the same prompt."""
+    precision: str = "fp32"
+    """fp32 or bf16 for all models."""
+
+    def validate(self) -> None:
+        require(bool(self.models), "models is required: models=[runs/sft/final,runs/ppo/final]")
+        require(bool(self.data_file), "data_file is required: your dataset with a context field (nothing is downloaded)")
+        require(bool(self.formats), "formats is required: e.g. [rtp_basic,rtp_respectful]")
+        require(not self.labels or len(self.labels) == len(self.models),
+                f"labels must name every model: {len(self.labels)} labels for {len(self.models)} models")
+        require(self.max_new_tokens >= 1 and self.max_length > self.max_new_tokens,
+                "max_new_tokens must be >= 1 and below max_length")
+        require(self.temperature >= 0 and 0 < self.top_p <= 1, "temperature must be >= 0 and top_p in (0, 1]")
+        require(self.batch_size >= 1 and self.samples_per_context >= 1, "batch_size and samples_per_context must be >= 1")
+        require(self.precision in ("fp32", "bf16"), f"precision must be fp32 or bf16, got {self.precision!r}")
