@@ -21,6 +21,8 @@ STAGES = {
     "eval": ("rlhf.eval.config:EvalConfig", "rlhf.eval.run:main", "win rate, reward, KL, perplexity of models against a baseline"),
     "eval report": ("rlhf.eval.config:ReportConfig", "rlhf.eval.report:main",
                     "human labels from the labeling app -> win rates, Likert, flags, agreement"),
+    "eval tax": ("rlhf.eval.config:TaxConfig", "rlhf.eval.tax:main",
+                 "the alignment tax: public NLP tasks with lm-evaluation-harness, each model beside the baseline"),
     "eval generate": ("rlhf.eval.config:GenerateConfig", "rlhf.eval.generate:main",
                       "samples under the paper's prompt formats (RealToxicityPrompts, TruthfulQA) for eval score"),
     "eval score": ("rlhf.eval.config:ScoreConfig", "rlhf.eval.score:main",

@@ -208,3 +208,46 @@ class GenerateConfig:
         require(self.temperature >= 0 and 0 < self.top_p <= 1, "temperature must be >= 0 and top_p in (0, 1]")
         require(self.batch_size >= 1 and self.samples_per_context >= 1, "batch_size and samples_per_context must be >= 1")
         require(self.precision in ("fp32", "bf16"), f"precision must be fp32 or bf16, got {self.precision!r}")
+
+
+@dataclass
+class TaxConfig:
+    """The alignment tax: public NLP tasks on each checkpoint with lm-evaluation-harness, the tool the ecosystem
+    uses (paper section 4.2 and Figure 28: SQuAD, DROP, HellaSwag, WMT French to English, ...), each model beside
+    the baseline. Needs the `eval` extra; lm-eval fetches the public datasets itself (or finds them in the HF cache)."""
+
+    models: list[str] = field(default_factory=list)
+    """Model folders to evaluate (e.g. [runs/sft/final, runs/ppo/final])."""
+    labels: list[str] = field(default_factory=list)
+    """Short names for the models; empty: the run folder's name for paths ending in final/, else the folder name."""
+    baseline: str = ""
+    """Model the tax is measured against (evaluated too if not in models); empty: the first model."""
+    tasks: list[str] = field(default_factory=lambda: ["squadv2", "drop", "hellaswag", "wmt14-fr-en", "winogrande",
+                                                      "rte", "boolq", "lambada_openai"])
+    """lm-eval task names (the default: the paper's public tasks that lm-eval has; it has WMT14, not WMT15, fr-en)."""
+    include_path: str = ""
+    """A folder of your own lm-eval task YAMLs (local data, offline), searched before the built-in tasks."""
+    builtin_tasks: bool = True
+    """Also index lm-eval's built-in tasks; false when every task comes from include_path (faster, fully offline)."""
+    num_fewshot: int = -1
+    """Few-shot examples per prompt; -1 keeps each task's own default (the paper used few-shot prompts)."""
+    limit: int = 0
+    """Evaluate the first this many examples of each task; 0 uses all."""
+    batch_size: int = 16
+    """lm-eval's batch size."""
+    chat_template: bool = False
+    """Render the prompts with each model's chat template (lm-eval's apply_chat_template)."""
+    seed: int = 0
+    """Seeds lm-eval's sampling of few-shot examples and its other random choices."""
+    precision: str = "fp32"
+    """fp32 or bf16 for all models."""
+
+    def validate(self) -> None:
+        require(bool(self.models), "models is required: models=[runs/sft/final,runs/ppo/final]")
+        require(bool(self.tasks), "tasks is required: lm-eval task names, e.g. [squadv2,drop,hellaswag]")
+        require(not self.labels or len(self.labels) == len(self.models),
+                f"labels must name every model: {len(self.labels)} labels for {len(self.models)} models")
+        require(self.builtin_tasks or bool(self.include_path), "builtin_tasks=false needs include_path=your/tasks")
+        require(self.batch_size >= 1 and self.limit >= 0 and self.num_fewshot >= -1,
+                "batch_size must be >= 1, limit >= 0 and num_fewshot >= -1")
+        require(self.precision in ("fp32", "bf16"), f"precision must be fp32 or bf16, got {self.precision!r}")
