@@ -7,7 +7,6 @@ import sqlite3
 import pytest
 from tests.eval.conftest import run_eval
 
-from rlhf.cli import main as cli
 from rlhf.config import ConfigError
 from rlhf.eval.judges import (
     ChatEndpoint, OpenAIJudge, both_orders, load_judge_prompt, parse_openai_spec, parse_verdict, position_stats, render,

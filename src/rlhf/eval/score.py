@@ -106,16 +106,14 @@ def row_scores(metric: str, rows: list[dict], path) -> list[float]:
         return [squad_scores(_flat(r["reference"]), r["sample"])[metric == "f1"] for r in rows]
     if metric in ("drop_em", "drop_f1"):
         return [drop_scores(r["reference"], r["sample"])[metric == "drop_f1"] for r in rows]
-    from rouge_score.rouge_scorer import RougeScorer
-
+    RougeScorer = _eval_extra("rouge_score.rouge_scorer", "RougeScorer")
     scorer = RougeScorer([metric], use_stemmer=True)
     return [scorer.score_multi(_flat(r["reference"]), r["sample"])[metric].fmeasure for r in rows]
 
 
 def bleu_with_interval(rows: list[dict], num_bootstrap: int, seed: int) -> tuple[float, float, float]:
     """Corpus BLEU (0-100) and its 95% bootstrap interval: resampled rows, each a new corpus."""
-    from sacrebleu.metrics import BLEU
-
+    BLEU = _eval_extra("sacrebleu.metrics", "BLEU")
     corpus, sentence = BLEU(), BLEU(effective_order=True)  # only the counts of the sentence scores are used
     stats = []
     for r in rows:
@@ -137,6 +135,16 @@ def bleu_with_interval(rows: list[dict], num_bootstrap: int, seed: int) -> tuple
     low = resampled[int(math.floor(alpha * (num_bootstrap - 1)))]
     high = resampled[int(math.ceil((1 - alpha) * (num_bootstrap - 1)))]
     return bleu(table.sum(0)), low, high
+
+
+def _eval_extra(module: str, name: str):
+    """A class from the `eval` extra, or an error that says how to install it."""
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ImportError as e:
+        raise ConfigError(f"this metric needs the eval extra: pip install -e .[eval] ({e})") from None
 
 
 def parse_yes_no(reply: str) -> float | None:
