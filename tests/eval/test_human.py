@@ -118,7 +118,7 @@ def test_human_evaluation_through_the_labeling_app(runs, tmp_path):
         add_user(db, name)
     db.dispose()
 
-    server = LiveServer(db_url, tmp_path / "server.log").start()
+    server = LiveServer(db_url, tmp_path / "server.log").start(timeout=300)  # a busy machine starts it slowly
     try:
         answers = label_everything(server.url, labelers)
     finally:
