@@ -1,4 +1,4 @@
-"""Write constraints.txt: the installed version of every package `pip install -e .[all,test]` pulls in.
+"""Write constraints.txt: the installed version of every package `pip install -e .[all,test,eval]` pulls in.
 
     .venv/bin/python scripts/freeze_constraints.py      # after upgrading a package and running the suite
 
@@ -17,7 +17,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
-EXTRAS = ("all", "test")
+EXTRAS = ("all", "test", "eval")
 LEFT_OUT = {"torch", "rlhf"}
 
 
