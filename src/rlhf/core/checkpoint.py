@@ -73,8 +73,8 @@ def save_checkpoint(
                 save_file(gathered[name], str(tmp / f"{name}.safetensors"))
             else:
                 save_model(module, str(tmp / f"{name}.safetensors"))
-        for name, state in opt_states.items():
-            torch.save(state, tmp / f"{name}.pt")
+        for name, opt_state in opt_states.items():  # not `state`: that is the caller's, written below
+            torch.save(opt_state, tmp / f"{name}.pt")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         atomic_write_json(tmp / "state.json", {"step": step, **state})  # last: marks the folder complete
