@@ -32,6 +32,7 @@ from rlhf.label.auth import create_user  # noqa: E402
 from rlhf.label.db import Database  # noqa: E402
 
 PASSWORD = "correct horse battery"
+SECRET = "a test secret that is at least thirty-two characters long"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
@@ -147,7 +148,7 @@ def login(client: TestClient, name: str, password: str = PASSWORD) -> httpx.Resp
 
 @pytest.fixture
 def app(db):
-    return create_app(db, secure_cookies=True)
+    return create_app(db, SECRET, secure_cookies=True)
 
 
 @pytest.fixture

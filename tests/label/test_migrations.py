@@ -14,7 +14,7 @@ def test_migrations_match_the_models(db):
     migrate(db.engine)  # a second run is a no-op
     with db.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0001"
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
 
 
 def test_sqlite_is_wal_with_full_sync(sqlite_url):
