@@ -23,13 +23,14 @@ def create_app(db: Database, secret: str, secure_cookies: bool = True) -> FastAP
     app.state.db = db
     app.state.max_body = pages.MAX_BODY
     app.state.logins = LoginGuard(secret, secure_cookies)
-    # Added last runs first: the body limit sees a request before anything else can read it.
+    # Added last runs first: headers on every answer, then the body limit, before
+    # anything else can read the request.
     app.add_middleware(
         SessionMiddleware, secret_key=secret, session_cookie="rlhf_label_session",
         max_age=SESSION_DAYS * 24 * 3600, same_site="lax", https_only=secure_cookies,
     )
-    app.middleware("http")(pages.security_headers)
     app.add_middleware(pages.BodyLimit, max_body=pages.MAX_BODY)
+    app.add_middleware(pages.SecurityHeaders)
     app.add_exception_handler(LoginRequired, pages.login_page_redirect)
     app.add_exception_handler(Refused, pages.refused_page)
     app.add_exception_handler(pages.BodyTooLarge, pages.body_too_large)
