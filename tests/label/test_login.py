@@ -85,18 +85,28 @@ def test_guessing_many_names_from_one_address_locks_the_address(db, people, clie
 
 
 @sqlite_only
-def test_the_password_is_checked_outside_the_write_lock(db, people, client_for, monkeypatch):
+def test_the_password_is_checked_and_rehashed_outside_the_write_lock(db, people, client_for, monkeypatch):
     """argon2 takes ~0.15 s: inside the write transaction it stalled every submit on
-    SQLite. While a password is verified, another connection must be able to write."""
+    SQLite. While a password is verified or re-hashed (a hash made with older
+    parameters is upgraded at login), another connection must be able to write."""
+    from argon2 import PasswordHasher
+
     from rlhf.label import auth
 
+    with db.transaction() as s:  # a hash from older, different parameters
+        row = s.scalar(select(User).where(User.username == "ann"))
+        row.password_hash = PasswordHasher(time_cost=2, memory_cost=1024, parallelism=1).hash(PASSWORD)
     could_write = []
     inner = auth._hasher
 
     class Probe:
         def verify(self, hashed, password):
-            could_write.append(write_from_another_process(db))
+            could_write.append(("verify", write_from_another_process(db)))
             return inner.verify(hashed, password)
+
+        def hash(self, password):
+            could_write.append(("hash", write_from_another_process(db)))
+            return inner.hash(password)
 
         def __getattr__(self, name):
             return getattr(inner, name)
@@ -104,7 +114,9 @@ def test_the_password_is_checked_outside_the_write_lock(db, people, client_for, 
     monkeypatch.setattr(auth, "_hasher", Probe())
     assert login(client_for(), "ann").status_code == 303
     assert login(client_for(), "ann", "wrong password").status_code == 401
-    assert could_write == [True, True]
+    assert could_write == [("verify", True), ("hash", True), ("verify", True)]
+    with db.reading() as s:  # the re-hash was stored
+        assert not inner.check_needs_rehash(s.scalar(select(User.password_hash).where(User.username == "ann")))
 
 
 def test_logging_out_ends_the_session_even_for_a_saved_cookie(db, people, client_for):

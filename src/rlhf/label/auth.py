@@ -141,10 +141,11 @@ def authenticate(db: Database, username: str, password: str) -> LoggedIn | None:
     if user is None or user.status == "disabled":
         return None
     if _hasher.check_needs_rehash(user.password_hash):
+        rehashed = hash_password(password)  # before the transaction, like the check
         with db.transaction() as s:
             # Only if the hash is still the one we checked: a password change in between wins.
             s.execute(update(User).where(User.id == user.id, User.password_hash == user.password_hash)
-                      .values(password_hash=hash_password(password)))
+                      .values(password_hash=rehashed))
     return LoggedIn(user.id, user.username, user.session_version)
 
 
