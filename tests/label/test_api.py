@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from rlhf.label.models import Answer, Assignment, User
 
-PAGES = ["/", "/next", "/task/1", "/history", "/instructions"]
+PAGES = ["/", "/next", "/task/1", "/history", "/instructions", "/password"]
 ADMIN_PAGES = ["/admin", "/admin/users", "/admin/screening", "/admin/screening/ann", "/admin/instructions",
                "/admin/export?kind=comparisons", "/admin/export?kind=demonstrations"]
 
