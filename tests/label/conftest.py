@@ -178,7 +178,7 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 60) -> "LiveServer":
+    def start(self, timeout: float = 120) -> "LiveServer":
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
@@ -194,7 +194,8 @@ class LiveServer:
                     return self
             except httpx.HTTPError:
                 time.sleep(0.1)
-        raise RuntimeError(f"server did not start: {self.log_path.read_text()}")
+        self.kill()  # a server that came up too late must not outlive the test
+        raise RuntimeError(f"server did not start in {timeout} s: {self.log_path.read_text()}")
 
     def kill(self) -> None:
         """SIGKILL: no shutdown handler runs, nothing is flushed on the way out."""
