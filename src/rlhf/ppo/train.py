@@ -26,9 +26,10 @@ import torch
 
 from rlhf.config import ConfigError, load_callable
 from rlhf.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, save_final
+from rlhf.core.fsdp import fsdp_enabled
 from rlhf.core.generate import decode_responses, episode_noise, sample
 from rlhf.core.groups import consecutive_groups, length_groups, padding_fraction
-from rlhf.core.io import append_jsonl, atomic_write_jsonl
+from rlhf.core.io import TRAINED_AGAINST, append_jsonl, atomic_write_json, atomic_write_jsonl, weights_sha256
 from rlhf.core.models import apply_lora, load_causal_lm, load_tokenizer, set_dropout
 from rlhf.core.ops import pad_rows, token_logprobs
 from rlhf.core.reward import load_reward_model
@@ -37,6 +38,7 @@ from rlhf.core.streams import run_pieces, streams_available
 from rlhf.core.train import (
     Sums, backward_micro_batches, clip_and_step, make_accelerator, make_optimizer, seed_everything,
 )
+from rlhf.core.vllm_engine import episode_seed
 from rlhf.data.pretraining import load_pretrain
 from rlhf.ppo.config import PPOConfig
 from rlhf.ppo.data import batch_prompt_indices, load_prompts, sequence_item
@@ -94,6 +96,10 @@ class LossNorm:
 def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
     # --- setup -------------------------------------------------------------------
     accelerator = make_accelerator(config)
+    if fsdp_enabled(accelerator):
+        raise ConfigError("PPO under FSDP is not built yet: sampling and the length-grouped micro-batches run a "
+                          "different number of forwards on each process, which sharded weights cannot serve. "
+                          "Launch PPO without --use_fsdp (DDP), with LoRA for large policies (docs/engines.md)")
     run = Run(out, config, accelerator.is_main_process, resume)
     out = Path(out)
     seed_everything(config.seed)
@@ -112,7 +118,10 @@ def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
     net, optimizer = accelerator.prepare(net, optimizer)
     model = accelerator.unwrap_model(net)
     kl_ctl = KLController(config.kl_coef, config.kl_target, config.kl_horizon)
-    side_by_side = config.side_by_side and streams_available(device, nproc)
+    sampler = make_sampler(config)
+    # vLLM pins this process's OpenMP threads and turns torch.set_num_threads into a no-op, so the
+    # one-thread-per-core split of side_by_side cannot be had next to it.
+    side_by_side = config.side_by_side and sampler is None and streams_available(device, nproc)
     log.info("PPO: %d prompts, %d iterations of %d episodes, %d mini-batches x %d epochs, %d micro-batches of %d "
              "per optimizer step on each of %d processes%s", len(prompts.ids), config.iterations, config.batch_size,
              config.batch_size // config.mini_batch_size, config.ppo_epochs, accum, config.micro_batch_size, nproc,
@@ -139,11 +148,17 @@ def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
         episode_ids = [step * config.batch_size + i for i in mine]
         model.eval()  # sampling uses the KV cache, which gradient checkpointing turns off in train mode
         # 1. generate
-        with accelerator.autocast():
-            noise = episode_noise(config.seed, episode_ids, config.max_new_tokens)  # (b, R)
-            prompt_ids, prompt_mask, response_ids, response_mask = sample(
-                model.policy, [prompts.ids[batch_idx[i]] for i in mine], noise, config.temperature, config.top_p,
-                eos_id, pad_id)  # (b, P), (b, P), (b, R), (b, R)
+        episode_prompts = [prompts.ids[batch_idx[i]] for i in mine]
+        if sampler is not None:
+            sampler.load_weights(model.policy)  # the weights of the last update (or of the checkpoint resumed)
+            prompt_ids, prompt_mask, response_ids, response_mask = sampler.sample(
+                episode_prompts, [episode_seed(config.seed, e) for e in episode_ids], config.max_new_tokens,
+                config.temperature, config.top_p, eos_id, pad_id, device)  # (b, P), (b, P), (b, R), (b, R)
+        else:
+            with accelerator.autocast():
+                noise = episode_noise(config.seed, episode_ids, config.max_new_tokens)  # (b, R)
+                prompt_ids, prompt_mask, response_ids, response_mask = sample(
+                    model.policy, episode_prompts, noise, config.temperature, config.top_p, eos_id, pad_id)
         t_gen = time.time()
         # 2. score: reward model, policy and reference log-probs, values
         groups = episode_groups(config, prompt_mask, response_mask)
@@ -231,10 +246,13 @@ def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
                 {"opt_steps": opt_steps, "scores": score_history, "kl_ctl": kl_ctl.state_dict()}, accelerator,
                 keep=config.keep_checkpoints))
     bar.close()
+    if sampler is not None:
+        sampler.close()
 
     # --- finish ------------------------------------------------------------------
     if accelerator.is_main_process:
         save_final(model.policy, tokenizer, out)
+        record_reward(config, out / "final")
     accelerator.wait_for_everyone()
     final = run.latest_metrics()
     tenth = max(1, round(0.1 * len(score_history)))
@@ -243,6 +261,17 @@ def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
     if total_s > 0:
         final["ppo/episodes_per_s"] = total_episodes / total_s
     return run.finish(final)
+
+
+def record_reward(config: PPOConfig, final: Path) -> None:
+    """final/trained_against.json: the reward this policy was optimised against, by path and by
+    weights hash, so `rlhf eval` can refuse to pass off that reward model's verdict as an
+    evaluation even after the folders are copied or renamed."""
+    atomic_write_json(final / TRAINED_AGAINST, {
+        "reward_model": str(Path(config.reward_model).resolve()),
+        "reward_model_sha256": weights_sha256(config.reward_model),
+        "reward_fn": config.reward_fn,
+    })
 
 
 # --- one micro-batch's loss ----------------------------------------------------------------------
@@ -299,6 +328,16 @@ def backward_parts(forwards: list, batches: list, loss_fn, accelerator, opt_step
 
 
 # --- setup and batching -------------------------------------------------------------------------
+
+
+def make_sampler(config: PPOConfig):
+    """The vLLM engine of generation_backend=vllm, or None for our own sampler."""
+    if config.generation_backend != "vllm":
+        return None
+    from rlhf.core.vllm_engine import VLLMSampler
+
+    # Built from the policy's folder for its architecture; the weights are replaced before the first rollout.
+    return VLLMSampler(config.policy, config.vllm, max_model_len=config.max_length, seed=config.seed)
 
 
 def disable_dropout(module: torch.nn.Module) -> None:

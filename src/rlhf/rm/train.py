@@ -15,12 +15,13 @@ from pathlib import Path
 import torch
 
 from rlhf.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from rlhf.core.fsdp import is_sharded, plain_copy, unsharded
 from rlhf.core.groups import GroupedForward
 from rlhf.core.reward import RewardModel, reward_model_from_lm
 from rlhf.core.run import Run, progress, progress_iter
 from rlhf.core.train import (
-    Sums, accumulation_steps, backward_micro_batches, clip_and_step, epoch_order, make_accelerator, make_optimizer,
-    maybe_compile, plan_steps, seed_everything, step_indices, uses_side_by_side,
+    Sums, accumulation_steps, backward_micro_batches, clip_and_step, epoch_order, make_accelerator, plan_steps, prepare,
+    seed_everything, step_indices, uses_side_by_side,
 )
 from rlhf.data import read_records
 from rlhf.rm.config import RMConfig
@@ -67,10 +68,9 @@ def main(config: RMConfig, out: str, resume: bool = False) -> dict[str, float]:
     evals = load_rankings(config.eval_file, tokenizer, config.max_length, config.skip_bad_records) if config.eval_file else []
     accum = accumulation_steps(config, nproc)
     per_epoch, total_steps = plan_steps(config, len(train))
-    optimizer, scheduler = make_optimizer(model, config, total_steps)
     # The collator cuts each micro-batch's rows into length groups; GroupedForward runs them in one call, so DDP
-    # sees one forward per backward.
-    net, optimizer = accelerator.prepare(GroupedForward(maybe_compile(model, config)), optimizer)
+    # (or FSDP's root unit) sees one forward per backward.
+    net, optimizer, scheduler = prepare(accelerator, GroupedForward(model), config, total_steps)
     side_by_side = uses_side_by_side(config, accelerator)
     pad_id = tokenizer.pad_token_id
     log.info("RM: %d train / %d eval rankings (%d pairs), %d steps (%d per epoch), %d micro-batches of %d per step",
@@ -128,12 +128,15 @@ def main(config: RMConfig, out: str, resume: bool = False) -> dict[str, float]:
     bar.close()
 
     # --- finish: normalise so the reference set scores mean 0, then save final/ ----
+    final_model = model
+    if is_sharded(model):  # a plain copy for the main process to score and save (core/fsdp.py)
+        final_model = plain_copy(model, lambda: reward_model_from_lm(config.model, dropout=0.0, seed=config.seed))
     offset = float("nan")
     if accelerator.is_main_process:  # only the main process saves, so only it scores the reference set
-        offset, source = normalisation_offset(model, config)
-        model.offset.fill_(offset)
+        offset, source = normalisation_offset(final_model, config)
+        final_model.offset.fill_(offset)
         log.info("normalisation: reference mean reward %.4f (%s) is now 0", offset, source)
-        model.save(out / "final", extra={"offset_source": source, "trained_from": config.model})
+        final_model.save(out / "final", extra={"offset_source": source, "trained_from": config.model})
     accelerator.wait_for_everyone()
     final = run.latest_metrics()
     if total_s > 0:
@@ -159,11 +162,12 @@ def evaluate(net, rankings: list[Ranking], config: RMConfig, accelerator, pad_id
     net.eval()
     total = RankingSums()
     chunks = [rankings[i : i + config.micro_batch_size] for i in range(0, len(rankings), config.micro_batch_size)]
-    for chunk in progress_iter(chunks[accelerator.process_index :: accelerator.num_processes], "eval", min_items=50):
-        batch = collate_rankings(chunk, pad_id, group_cost(config)).to(accelerator.device)
-        with accelerator.autocast():
-            _, stats = forward_loss(net, batch, 1)
-        total += RankingSums.of(**stats)
+    with unsharded(net):  # under FSDP the processes may hold different numbers of chunks
+        for chunk in progress_iter(chunks[accelerator.process_index :: accelerator.num_processes], "eval", min_items=50):
+            batch = collate_rankings(chunk, pad_id, group_cost(config)).to(accelerator.device)
+            with accelerator.autocast():
+                _, stats = forward_loss(net, batch, 1)
+            total += RankingSums.of(**stats)
     net.train()
     return total.reduced(accelerator).metrics("eval")
 
