@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from itertools import islice
 
 PLACEHOLDERS = {
     "secret": "[SECRET]", "email": "[EMAIL]", "ip": "[IP]", "iban": "[IBAN]", "card": "[CARD]",
@@ -200,21 +201,32 @@ def scrub(text: str, counts: dict[str, int] | None = None) -> str:
         text = _scrub_emails(text, counts)
     if ":" in text:
         text = _sub("ip", _IPV6_CANDIDATE, text, counts, keep=lambda m: not _is_ipv6(m.group(0)))
-    if _DIGIT.search(text):
+    # Each numeric rule needs at least this many digits in the prompt; most prompts have a few or none.
+    digits = sum(1 for _ in islice(_DIGIT.finditer(text), 13))  # counting stops where the last gate is passed
+    if digits >= 4 and "." in text:
         text = _sub("ip", _IPV4, text, counts)
+    if digits >= 2:
         text = _scrub_ibans(text, counts)
+    if digits >= 13:
         text = _sub("card", _CARD_CANDIDATE, text, counts, keep=lambda m: not luhn_valid(_NON_DIGIT.sub("", m[0])))
+    if digits >= 9:
         text = _sub("national_id", _US_ID, text, counts, keep=lambda m: not _valid_us_id(m["pii"]))
         text = _sub("national_id", _US_ID_CUED, text, counts, keep=lambda m: not _valid_us_id(m["pii"]))
+    if digits >= 6:
         text = _sub("national_id", _UK_NINO, text, counts)
+    if digits >= 7:
         text = _sub("phone", _PHONE, text, counts, keep=lambda m: not 7 <= len(_NON_DIGIT.sub("", m[0])) <= 15)
+    if digits >= 10:
         text = _sub("phone", _UK_PHONE, text, counts, keep=lambda m: not _valid_uk_phone(m[0]))
+    if digits:
         text = _sub("address", _ADDRESS, text, counts)
     return _scrub_names(text, counts)
 
 
 def _sub(kind: str, pattern: re.Pattern, text: str, counts: dict[str, int], keep=None) -> str:
     """Replace each match (or its group `pii` where the pattern has one) unless `keep(match)`."""
+    if pattern.search(text) is None:  # the common case, without the generator's overhead
+        return text
     group = "pii" if "pii" in pattern.groupindex else 0
 
     def edits():
@@ -304,6 +316,9 @@ def _is_ipv6(candidate: str) -> bool:
 
 
 def _scrub_ibans(text: str, counts: dict[str, int]) -> str:
+    if _IBAN_CANDIDATE.search(text) is None:
+        return text
+
     def edits():
         for m in _IBAN_CANDIDATE.finditer(text):
             length = _iban_length(m[0], text, m.start())
