@@ -138,6 +138,15 @@ def iter_records(
     """Yield canonical records of `kind` from `source`, validating each.
 
     `stats`, when given, receives `read` and `skipped` counts."""
+    for _, record in iter_numbered_records(source, kind, skip_bad_records, split, stats):
+        yield record
+
+
+def iter_numbered_records(
+    source: str | Path, kind: str, skip_bad_records: bool = False, split: str = "train", stats: dict | None = None
+) -> Iterator[tuple[int, dict]]:
+    """(line or row number, canonical record) of `kind` from `source`, as iter_records, for checks that
+    report a record's line after validation (core/inputs.py)."""
     if kind not in KINDS:
         raise ValueError(f"unknown record kind {kind!r}; one of {KINDS}")
     normalize = NORMALIZERS[kind]
@@ -163,7 +172,7 @@ def iter_records(
             skipped += 1
             continue
         read += 1
-        yield record
+        yield lineno, record
     if skipped:
         log.warning("%s: skipped %d bad %s record(s) (skip_bad_records=true)", source, skipped, kind)
     if stats is not None:

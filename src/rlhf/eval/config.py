@@ -21,6 +21,10 @@ class EvalConfig:
     """Model the win rates are against (evaluated too if not in models); empty: the first model."""
     prompts_file: str = ""
     """Held-out prompts (formats: prompts)."""
+    chat_template: str = ""
+    """Chat template for the sampled models' conversation prompts: a built-in (plain, chatml) or a Jinja file, in
+    place of each model's own. Reward models and a reward-model judge keep the template saved with them. Empty:
+    each model's own."""
     num_prompts: int = 0
     """Evaluate on the first this many prompts; 0 uses all."""
     reward_model: str = ""

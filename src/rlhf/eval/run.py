@@ -29,6 +29,7 @@ from rlhf.data import read_records
 from rlhf.eval.config import EvalConfig
 from rlhf.eval.plots import plot_training, plot_winrates, read_history
 from rlhf.eval.winrate import RewardModelJudge, bootstrap_interval, judge_all, model_labels, outcomes
+from rlhf.inputs import check_eval
 from rlhf.ppo.data import collate_text, load_pretrain
 from rlhf.ppo.rollout import episode_noise, response_logits, sample
 
@@ -126,6 +127,7 @@ def main(config: EvalConfig, out: str, resume: bool = False) -> dict[str, float]
     given = list(config.labels) + ["baseline"] * (len(paths) - len(config.models)) if config.labels else None
     names = model_labels(paths, given)
     base_name = names[paths.index(baseline)]
+    check_eval(config, paths)  # every input file and every model's template, before the first model samples
     records = read_records(config.prompts_file, "prompt")
     records = records[: config.num_prompts] if config.num_prompts > 0 else records
     prompts = [r["prompt"] for r in records]
@@ -141,7 +143,7 @@ def main(config: EvalConfig, out: str, resume: bool = False) -> dict[str, float]
     samples: dict[str, Samples] = {}
     tokenizer = None
     for name, path in zip(names, paths):
-        tokenizer = load_tokenizer(path)
+        tokenizer = load_tokenizer(path, chat_template=config.chat_template)
         model = load_causal_lm(path, dtype=dtype, dropout=0.0).to(device).eval()
         samples[name] = sample_model(model, tokenizer, prompts, config)
         metrics[f"eval/length/{name}"] = float(samples[name].response_mask.sum(-1).float().mean())
