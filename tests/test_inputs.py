@@ -202,3 +202,11 @@ def test_sft_with_a_chat_template_trains_a_base_model_on_chat_data_and_saves_it(
     from tests.helpers import rm_config
 
     check_rm(rm_config(out / "final"))  # a later stage reads the sample's chat prompts with no chat_template=
+
+
+def test_the_reward_model_saves_the_template_it_was_trained_with(base_model, tmp_path):
+    from rlhf.rm.train import main as rm_main
+    from tests.helpers import rm_config
+
+    rm_main(rm_config(base_model, chat_template="plain", max_steps=1, eval_file=""), tmp_path / "rm")
+    assert load_tokenizer(str(tmp_path / "rm" / "final")).chat_template == CHAT_TEMPLATES["plain"]
