@@ -40,6 +40,30 @@ def task(rng: random.Random) -> tuple[str, str, str]:
     return f"Say hello to {name}.", f"Hello, {name}! Nice to meet you.", "chat"
 
 
+def ideal_response(prompt) -> str | None:
+    """The demonstration `task` would write for a sample prompt (a string or a conversation), or None."""
+    text = prompt if isinstance(prompt, str) else prompt[-1]["content"]
+    if text.startswith("Repeat after me: "):
+        return text.removeprefix("Repeat after me: ")
+    if text.startswith("Reverse the words: "):
+        return " ".join(reversed(text.removeprefix("Reverse the words: ").split()))
+    if text.startswith("What is ") and " plus " in text:
+        a, b = text.removeprefix("What is ").rstrip("?").split(" plus ")
+        return f"{a} plus {b} is {int(a) + int(b)}."
+    if text.startswith("Say hello to "):
+        return f"Hello, {text.removeprefix('Say hello to ').rstrip('.')}! Nice to meet you."
+    return None
+
+
+def judge_by_task(prompt, response_a: str, response_b: str) -> float:
+    """An eval judge for the sample prompts: does the response contain the task's right answer? The
+    sample comparisons (so the reward model, so PPO) only ever rewarded courtesy words, so this is a
+    judgment PPO never optimised: p(a better) is 1, 0 or 0.5 (both or neither right)."""
+    ideal = ideal_response(prompt)
+    right_a, right_b = (ideal is not None and ideal in r for r in (response_a, response_b))
+    return 0.5 if right_a == right_b else float(right_a)
+
+
 def as_prompt(text: str, rng: random.Random):
     """A third of the prompts are conversations, to exercise chat templates."""
     if rng.random() < 1 / 3:

@@ -19,6 +19,14 @@ STAGES = {
     "rm": ("rlhf.rm.config:RMConfig", "rlhf.rm.train:main", "K-way reward model on rankings (paper 3.5)"),
     "ppo": ("rlhf.ppo.config:PPOConfig", "rlhf.ppo.train:main", "PPO / PPO-ptx against the reward model (paper 3.5)"),
     "eval": ("rlhf.eval.config:EvalConfig", "rlhf.eval.run:main", "win rate, reward, KL, perplexity of models against a baseline"),
+    "eval report": ("rlhf.eval.config:ReportConfig", "rlhf.eval.report:main",
+                    "human labels from the labeling app -> win rates, Likert, flags, agreement"),
+    "eval tax": ("rlhf.eval.config:TaxConfig", "rlhf.eval.tax:main",
+                 "the alignment tax: public NLP tasks with lm-evaluation-harness, each model beside the baseline"),
+    "eval generate": ("rlhf.eval.config:GenerateConfig", "rlhf.eval.generate:main",
+                      "samples under the paper's prompt formats (RealToxicityPrompts, TruthfulQA) for eval score"),
+    "eval score": ("rlhf.eval.config:ScoreConfig", "rlhf.eval.score:main",
+                   "EM/F1 (SQuAD, DROP), BLEU, ROUGE, toxicity, truthfulness of a samples file, with intervals"),
     "pretrain": ("rlhf.demo.pretrain:PretrainConfig", "rlhf.demo.pretrain:main", "train base LMs on the embedded world's text"),
     "demo": ("rlhf.demo.config:DemoConfig", "rlhf.demo.run:main", "the whole InstructGPT loop on the embedded world"),
 }
@@ -39,9 +47,10 @@ def _load(target: str):
 
 def _top_help() -> str:
     lines = ["usage: rlhf <command> [options]", "", "training stages (rlhf <stage> --config X.yaml --out DIR [key=value ...]):"]
-    lines += [f"  {name:<10}{summary}" for name, (_, _, summary) in STAGES.items()]
+    width = max(len(name) for name in [*STAGES, *TOOLS]) + 2
+    lines += [f"  {name:<{width}}{summary}" for name, (_, _, summary) in STAGES.items()]
     lines += ["", "tools (rlhf <tool> --help for their options):"]
-    lines += [f"  {name:<10}{summary}" for name, (_, summary) in TOOLS.items()]
+    lines += [f"  {name:<{width}}{summary}" for name, (_, summary) in TOOLS.items()]
     lines += ["", "Any config key can be overridden as key=value (dotted for nested keys, e.g. lora.r=8)."]
     return "\n".join(lines)
 
@@ -70,6 +79,8 @@ def _stage_parser(stage: str) -> argparse.ArgumentParser:
                         help="on an error in the config or the input files, show the Python traceback too")
     if stage == "demo":
         parser.add_argument("--quick", action="store_true", help="one small size, fewer steps, same report (quick=true)")
+    if stage == "eval report":
+        parser.add_argument("--labels", help="the labeling app's comparisons export (labels=FILE)")
     parser.add_argument("overrides", nargs="*", help="key=value config overrides")
     return parser
 
@@ -96,6 +107,8 @@ def run_stage(stage: str, argv: list[str]) -> int:
     args = _stage_parser(stage).parse_args(argv)
     if getattr(args, "quick", False):
         args.overrides.append("quick=true")
+    if getattr(args, "labels", None):
+        args.overrides.append(f"labels={args.labels}")
     config_cls = _load(STAGES[stage][0])
     try:
         config = load_config(config_cls, args.config, args.overrides)
@@ -141,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         print(_top_help())
         return 0
     command, rest = argv[0], argv[1:]
+    if rest and f"{command} {rest[0]}" in STAGES:  # rlhf eval report ...
+        command, rest = f"{command} {rest[0]}", rest[1:]
     if command in STAGES:
         return run_stage(command, rest)
     if command in TOOLS:

@@ -134,3 +134,20 @@ def test_cli_help_lists_the_config_keys(capsys):
     with pytest.raises(SystemExit):
         cli(["pretrain", "--help"])
     assert "block_size" in capsys.readouterr().out
+
+
+def test_every_shipped_base_belongs_to_the_current_world_and_default_recipe():
+    """A change to the world's text or vocabulary, or to the default recipe, renames the bases it needs: the
+    shipped folders must then be retrained (`rlhf pretrain`) and replaced, or every demo trains for ~100 min."""
+    from rlhf.demo.pretrain import SHIPPED, world_fingerprint
+
+    config = PretrainConfig()
+    fingerprint = world_fingerprint(config)
+    wanted = {size: cache_dir(config, size, fingerprint).name for size in config.sizes}
+    shipped = sorted(p.name for p in SHIPPED.iterdir() if p.is_dir())
+    assert shipped and set(shipped) <= set(wanted.values()), (
+        f"shipped bases {shipped} do not match this world and recipe {wanted}: run `rlhf pretrain` and ship its folders")
+    for name in shipped:
+        summary = json.loads((SHIPPED / name / "pretrain.json").read_text())
+        assert (SHIPPED / name / "model.safetensors").stat().st_size < 40e6 / 3
+        assert summary["steps"] == config.steps and summary["heldout_ppl_bf16"] < 3.0

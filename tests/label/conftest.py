@@ -32,6 +32,7 @@ from rlhf.label.auth import create_user  # noqa: E402
 from rlhf.label.db import Database  # noqa: E402
 
 PASSWORD = "correct horse battery"
+SECRET = "a test secret that is at least thirty-two characters long"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
@@ -147,7 +148,7 @@ def login(client: TestClient, name: str, password: str = PASSWORD) -> httpx.Resp
 
 @pytest.fixture
 def app(db):
-    return create_app(db, secure_cookies=True)
+    return create_app(db, SECRET, secure_cookies=True)
 
 
 @pytest.fixture
@@ -177,7 +178,7 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 60) -> "LiveServer":
+    def start(self, timeout: float = 120) -> "LiveServer":
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
@@ -193,7 +194,8 @@ class LiveServer:
                     return self
             except httpx.HTTPError:
                 time.sleep(0.1)
-        raise RuntimeError(f"server did not start: {self.log_path.read_text()}")
+        self.kill()  # a server that came up too late must not outlive the test
+        raise RuntimeError(f"server did not start in {timeout} s: {self.log_path.read_text()}")
 
     def kill(self) -> None:
         """SIGKILL: no shutdown handler runs, nothing is flushed on the way out."""

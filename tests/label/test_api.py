@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from rlhf.label.models import Answer, Assignment, User
 
-PAGES = ["/", "/next", "/task/1", "/history", "/instructions"]
+PAGES = ["/", "/next", "/task/1", "/history", "/instructions", "/password"]
 ADMIN_PAGES = ["/admin", "/admin/users", "/admin/screening", "/admin/screening/ann", "/admin/instructions",
                "/admin/export?kind=comparisons", "/admin/export?kind=demonstrations"]
 
@@ -338,3 +338,53 @@ def test_login_next_is_never_an_open_redirect(db, people, client_for):
         r = client.post("/login", data={"username": "ann", "password": PASSWORD, "csrf_token": token, "next": target},
                         follow_redirects=False)
         assert r.headers["location"] == expected
+
+
+def age_assignment(db, assignment_id: int, minutes: float) -> None:
+    """Move an assignment's start into the past: a test does not wait for a lease."""
+    from datetime import timedelta
+
+    with db.transaction() as s:
+        row = s.get(Assignment, assignment_id)
+        row.assigned_at = row.assigned_at - timedelta(minutes=minutes)
+
+
+def test_an_abandoned_task_goes_to_someone_else_when_its_lease_runs_out(db, people, client_for, tmp_path):
+    add_prompts(db, tmp_path, ["only one"], overlap=1)
+    admin = client_for("boss")
+    token = csrf_of(admin, "/admin")
+    assert 'name="lease_minutes" type="number" min="1" max="10080" value="60"' in admin.get("/admin").text
+    assert admin.post("/admin/settings", data={"lease_minutes": "30", "csrf_token": token},
+                      follow_redirects=False).status_code == 303
+    ann, bob = client_for("ann"), client_for("bob")
+    tid = task_id(ann.get("/next", follow_redirects=False))
+    page = ann.get(f"/task/{tid}").text
+    assert "Reserved for you until" in page
+    fields = form_fields(page)
+    age_assignment(db, tid, 29)
+    assert "No task for you" in bob.get("/next").text  # still within the lease
+    age_assignment(db, tid, 2)
+    bob_tid = task_id(bob.get("/next", follow_redirects=False))  # 31 minutes: the slot is free again
+    assert "only one" in bob.get(f"/task/{bob_tid}").text
+    late = ann.post(f"/task/{tid}", data={**fields, "response": "my late answer"})
+    assert late.status_code == 409 and "ran out" in late.text
+    assert "my late answer" in late.text  # what she typed is on the page to copy
+    assert count(db, Answer) == 0
+    assert "No task for you" in ann.get("/next").text  # she is not handed it back
+    done = bob.post(f"/task/{bob_tid}", data={**form_fields(bob.get(f"/task/{bob_tid}").text), "response": "bob's"},
+                    follow_redirects=False)
+    assert done.status_code == 303
+    with db.reading() as s:
+        assert s.execute(select(Assignment.status, Assignment.slot).order_by(Assignment.id)).all() == [
+            ("expired", None), ("submitted", 0)]
+
+
+def test_a_late_answer_is_kept_while_nobody_has_taken_the_task(db, people, client_for, tmp_path):
+    add_prompts(db, tmp_path, ["slow work"], overlap=1)
+    ann = client_for("ann")
+    tid = task_id(ann.get("/next", follow_redirects=False))
+    fields = form_fields(ann.get(f"/task/{tid}").text)
+    age_assignment(db, tid, 600)
+    assert task_id(ann.get("/next", follow_redirects=False)) == tid  # still hers to finish
+    assert ann.post(f"/task/{tid}", data={**fields, "response": "done at last"}, follow_redirects=False).status_code == 303
+    assert count(db, Answer) == 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.label.conftest import add_user
+from tests.label.conftest import PASSWORD, add_user
 from tests.label.label_helpers import write_jsonl
 from sqlalchemy import func, select
 
@@ -189,3 +189,75 @@ def test_the_top_level_cli_dispatches_here(sqlite_url, capsys):
     assert "overlap" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         rlhf_main(["label", "--help"])
+
+
+def test_import_refuses_a_prompt_id_used_twice_in_a_file(sqlite_url, tmp_path, capsys):
+    records = [{"id": "p-1", "prompt": "first"}, {"id": "p-2", "prompt": "second"}, {"id": "p-1", "prompt": "third"}]
+    path = write_jsonl(tmp_path / "p.jsonl", records)
+    code, _, err = run(capsys, "import-prompts", str(path), "--db", sqlite_url)
+    assert code == 2 and "p.jsonl:3: field 'id': 'p-1' is also the id of line 1" in err
+    assert items(sqlite_url) == 0
+    code, out, _ = run(capsys, "import-prompts", str(path), "--db", sqlite_url, "--skip-bad-records")
+    assert code == 0 and "added 2 task(s), skipped 1 bad record(s)" in out
+    screening = write_jsonl(tmp_path / "s.jsonl", [{"prompt_id": "x", "prompt": "a", "response": "r"},
+                                                   {"prompt_id": "x", "prompt": "b", "response": "r"}])
+    code, _, err = run(capsys, "import-screening", str(screening), "--task", "demonstration", "--db", sqlite_url)
+    assert code == 2 and "s.jsonl:2: field 'prompt_id': 'x' is also the id of line 1" in err
+
+
+@pytest.mark.parametrize("overlap", ["0", "-1", "101"])
+def test_import_refuses_an_overlap_that_would_never_hand_items_out(sqlite_url, tmp_path, capsys, overlap):
+    prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "p"}])
+    samples = write_jsonl(tmp_path / "s.jsonl", [sample("a", j) for j in range(2)])
+    code, _, err = run(capsys, "import-prompts", str(prompts), "--overlap", overlap, "--db", sqlite_url)
+    assert code == 2 and f"--overlap {overlap}: 1 to 100 labelers per item" in err
+    code, _, err = run(capsys, "import-samples", str(samples), "--k", "2", "--overlap", overlap, "--db", sqlite_url)
+    assert code == 2 and f"--overlap {overlap}" in err
+    assert items(sqlite_url) == 0
+
+
+def test_import_names_the_file_and_line_of_bad_utf8(sqlite_url, tmp_path, capsys):
+    path = tmp_path / "p.jsonl"
+    path.write_bytes(b'{"prompt": "fine"}\n\n{"prompt": "caf\xe9"}\n')  # latin-1, not UTF-8, on line 3
+    code, _, err = run(capsys, "import-prompts", str(path), "--db", sqlite_url)
+    assert code == 2 and "p.jsonl:3: field '<encoding>': not UTF-8: byte 0xe9 at column 16" in err
+    assert items(sqlite_url) == 0
+
+
+def test_reset_password_and_set_lease_commands(sqlite_url, capsys, monkeypatch):
+    import io
+
+    from rlhf.label.auth import authenticate
+
+    db = Database(sqlite_url)
+    add_user(db, "ann")
+    with db.reading() as s:
+        version = s.scalar(select(User.session_version).where(User.username == "ann"))
+    monkeypatch.setattr("sys.stdin", io.StringIO("a fresh password\n"))
+    code, out, _ = run(capsys, "reset-password", "ann", "--password-stdin", "--db", sqlite_url)
+    assert code == 0 and "their sessions have ended" in out
+    assert authenticate(db, "ann", "a fresh password") is not None and authenticate(db, "ann", PASSWORD) is None
+    with db.reading() as s:
+        assert s.scalar(select(User.session_version).where(User.username == "ann")) == version + 1
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert run(capsys, "reset-password", "ann", "--password-stdin", "--db", sqlite_url)[0] == 2
+    monkeypatch.setattr("sys.stdin", io.StringIO("a fresh password\n"))
+    assert run(capsys, "reset-password", "nobody", "--password-stdin", "--db", sqlite_url)[0] == 2
+    assert run(capsys, "set-lease", "0", "--db", sqlite_url)[0] == 2
+    assert run(capsys, "set-lease", "²", "--db", sqlite_url)[0] == 2
+    assert run(capsys, "set-lease", "90", "--db", sqlite_url)[1].strip() == "lease_minutes set to 90"
+    with db.reading() as s:
+        from rlhf.label.db import setting
+
+        assert setting(s, "lease_minutes") == 90
+    db.dispose()
+
+
+def test_serve_needs_a_secret_for_postgresql(capsys, monkeypatch):
+    from rlhf.label import cli
+
+    monkeypatch.delenv("RLHF_LABEL_SECRET", raising=False)
+    args = cli._parser().parse_args(["serve", "--db", "postgresql://u@h/db"])
+    assert cli._secret_path(args) is None
+    args = cli._parser().parse_args(["serve", "--db", "sqlite:///some/where/labels.db"])
+    assert str(cli._secret_path(args)).endswith("some/where/labels.db.secret")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 from tests.label.conftest import add_user, csrf_of
 from tests.label.label_helpers import add_rankings, form_fields, ranking_form, task_id, write_jsonl
 
 from rlhf.label import imports
+from rlhf.label.models import User
 
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 ESCAPED = "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;"
@@ -81,3 +83,73 @@ def test_passwords_are_argon2id_with_a_real_cost():
     from rlhf.label import auth
 
     assert auth._DUMMY_HASH.startswith("$argon2id$")
+
+
+def mode(path) -> int:
+    import stat
+
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_the_sqlite_database_and_its_wal_are_created_owner_only(tmp_path, monkeypatch):
+    import os
+
+    from rlhf.label.db import Database
+
+    old = os.umask(0o022)  # the usual umask, which made labels.db 0644
+    try:
+        db = Database(f"sqlite:///{tmp_path / 'sub' / 'labels.db'}")
+        add_user(db, "ann")
+        with db.reading() as s:
+            s.execute(select(User.id)).all()  # the read side opens -shm too
+        files = {p.name: mode(p) for p in (tmp_path / "sub").iterdir()}
+        db.dispose()
+    finally:
+        os.umask(old)
+    assert files["labels.db"] == 0o600
+    assert {name: m for name, m in files.items() if name.startswith("labels.db-")} == {
+        "labels.db-wal": 0o600, "labels.db-shm": 0o600}
+
+
+def test_loose_permissions_on_an_old_database_are_warned_about(tmp_path, caplog):
+    from rlhf.label.db import Database
+
+    path = tmp_path / "labels.db"
+    Database(f"sqlite:///{path}").dispose()
+    path.chmod(0o644)
+    with caplog.at_level("WARNING", logger="rlhf.label"):
+        Database(f"sqlite:///{path}").dispose()
+    assert f"{path} is readable by other users (mode 644)" in caplog.text and "chmod 600" in caplog.text
+
+
+def test_the_cookie_secret_lives_in_its_own_owner_only_file(tmp_path, monkeypatch, caplog):
+    from rlhf.label.auth import load_secret
+
+    monkeypatch.delenv("RLHF_LABEL_SECRET", raising=False)
+    path = tmp_path / "labels.db.secret"
+    first = load_secret(path)
+    assert len(first) >= 32 and mode(path) == 0o600
+    assert load_secret(path) == first  # a restart logs no one out
+    assert [p.name for p in tmp_path.iterdir()] == ["labels.db.secret"]  # no temporary file left behind
+    path.chmod(0o644)
+    with caplog.at_level("WARNING", logger="rlhf.label"):
+        assert load_secret(path) == first
+    assert "forge an admin's cookie" in caplog.text
+    monkeypatch.setenv("RLHF_LABEL_SECRET", "e" * 40)
+    assert load_secret(None) == "e" * 40  # the environment wins, and PostgreSQL needs no file then
+    monkeypatch.setenv("RLHF_LABEL_SECRET", "too short")
+    with pytest.raises(ValueError, match="at least 32 characters"):
+        load_secret(path)
+    monkeypatch.delenv("RLHF_LABEL_SECRET")
+    with pytest.raises(ValueError, match="RLHF_LABEL_SECRET or pass --secret-file"):
+        load_secret(None)
+
+
+def test_reading_the_database_no_longer_forges_a_cookie(db, people, app, client_for):
+    """The issue's attack: the secret was a row of labels.db, so reading the file was
+    enough to sign an admin's session cookie."""
+    from sqlalchemy import text
+
+    client_for("boss").get("/admin")
+    with db.reading() as s:
+        assert s.execute(text("SELECT value FROM settings WHERE key = 'session_secret'")).all() == []

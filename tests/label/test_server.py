@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import stat
 from pathlib import Path
 
 import httpx
@@ -49,6 +50,9 @@ def test_acknowledged_submissions_survive_kill_9(sqlite_url, tmp_path, live_serv
             sent.append(submit_one(client))
         server.kill()  # right after the acknowledgement: no graceful shutdown, no checkpoint
     server = live_server(sqlite_url)  # the restart recovers from the WAL
+    database = Path(sqlite_url.removeprefix("sqlite:///"))
+    secret = database.with_name(database.name + ".secret")  # serve's default: beside the database
+    assert stat.S_IMODE(database.stat().st_mode) == 0o600 and stat.S_IMODE(secret.stat().st_mode) == 0o600
     db = Database(sqlite_url)
     demos = export_records(db, "demonstrations")[0]
     comparisons = export_records(db, "comparisons")[0]

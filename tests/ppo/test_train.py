@@ -173,6 +173,17 @@ def test_early_stop_on_approximate_kl(ppo_world, tmp_path):
     assert [h["ppo/epochs"] for h in history] == [1.0, 1.0]
 
 
+def test_final_records_the_reward_model_it_was_trained_against(ppo_world, tmp_path):
+    """rlhf eval reads this to refuse to pass the training reward model's verdict off as an evaluation."""
+    from rlhf.core.io import weights_sha256
+
+    main(load_config(PPOConfig, None, world_args(ppo_world, total_episodes=16)), str(tmp_path / "run"))
+    record = json.loads((tmp_path / "run" / "final" / "trained_against.json").read_text())
+    assert record["reward_model"] == str(Path(ppo_world["reward_model"]).resolve()) and record["reward_fn"] == ""
+    assert record["reward_model_sha256"] == weights_sha256(ppo_world["reward_model"])
+    assert len(record["reward_model_sha256"]) == 64
+
+
 def test_nan_loss_stops_the_run(ppo_world, tmp_path, monkeypatch):
     from rlhf.core.train import NonFiniteLossError
     from rlhf.ppo import train as ppo_train

@@ -55,7 +55,8 @@ def serve(tiny_gpt2, tmp_path_factory):
     def start(**kwargs):
         kwargs.setdefault("log_prompts", str(tmp_path_factory.mktemp("log") / "prompts.db"))
         kwargs.setdefault("model_name", "tiny")
-        server = ServerThread(build_state(str(tiny_gpt2), device="cpu", **kwargs)).__enter__()
+        kwargs.setdefault("model", str(tiny_gpt2))
+        server = ServerThread(build_state(device="cpu", **kwargs)).__enter__()
         servers.append(server)
         return server
 
@@ -85,3 +86,35 @@ def reference(tiny_gpt2):
         return tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
 
     return generate
+
+
+class Gate:
+    """An engine hook (`Engine.before_batch`) that records every batch and holds the worker before
+    decoding until opened. With a plug request held there, a test queues exactly the requests it
+    wants, then opens the gate: what shares the next batch no longer depends on arrival timing."""
+
+    def __init__(self, engine):
+        import threading
+
+        self.engine, self.batches, self.opened = engine, [], threading.Event()
+        engine.before_batch = self
+
+    def __call__(self, jobs) -> None:
+        self.batches.append(jobs)
+        assert self.opened.wait(timeout=120), "the test never opened the gate"
+
+    def hold(self, submit_plug) -> None:
+        """Call `submit_plug()` (one small request) and wait until the worker is held with it."""
+        submit_plug()
+        self.wait_until(lambda: len(self.batches) == 1)
+
+    def wait_until(self, condition, timeout: float = 60) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, "condition not reached"
+            time.sleep(0.01)
+
+    def open(self) -> None:
+        self.opened.set()

@@ -148,7 +148,8 @@ def test_unknown_model_is_404_model_not_found(client):
 
 
 def test_invalid_json_and_unknown_urls_use_the_error_shape(server):
-    r = httpx.post(server.base_url + "/completions", content=b"{not json", timeout=10)
+    r = httpx.post(server.base_url + "/completions", content=b"{not json", timeout=10,
+                   headers={"content-type": "application/json"})
     assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
     r = httpx.post(server.base_url + "/completions", json={"model": "tiny"}, timeout=10)
     assert r.status_code == 400 and r.json()["error"]["code"] == "missing_required_parameter"

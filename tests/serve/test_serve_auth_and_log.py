@@ -103,13 +103,15 @@ def test_an_acknowledged_request_survives_kill_9(tiny_gpt2, tmp_path):
            "--port", str(port), "--log-prompts", str(db), "--device", "cpu"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ})
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # a loaded 2-core machine takes a minute to import torch
         while True:
             try:
                 httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1)
                 break
             except httpx.TransportError:
-                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    proc.kill()  # before reading stderr: reading a live process's pipe waits for it to end
+                    pytest.fail(f"rlhf serve did not start: {proc.communicate()[1].decode()[-3000:]}")
                 time.sleep(0.2)
         body = {"model": "tiny", "prompt": "remember me", "max_tokens": 400, "stream": True, "user": "u-9"}
         with httpx.stream("POST", f"http://127.0.0.1:{port}/v1/completions", json=body, timeout=30) as r:
@@ -121,7 +123,7 @@ def test_an_acknowledged_request_survives_kill_9(tiny_gpt2, tmp_path):
     conn = sqlite3.connect(db)
     rows = conn.execute("SELECT user_id, prompt, status FROM requests").fetchall()
     conn.close()
-    assert rows == [("u-9", '"remember me"', "started")]
+    assert rows == [(None, '"remember me"', "started")]  # no keys: the body's `user` is not the user id
 
 
 def test_a_client_leaving_mid_stream_stops_decoding_and_is_logged_cancelled(keyed):
@@ -138,3 +140,44 @@ def test_a_client_leaving_mid_stream_stops_decoding_and_is_logged_cancelled(keye
     time.sleep(0.3)
     assert keyed.state.engine.stats["tokens"] == tokens  # the engine is no longer decoding it
     assert len(json.loads(row["response"])[0]) < 450
+
+
+def test_the_prompt_log_is_created_owner_only(tmp_path):
+    """Issue 16 item 8: prompts.db holds every prompt users typed; it was created 0644."""
+    from rlhf.serve.log import RequestLog
+
+    request_log = RequestLog(tmp_path / "logs" / "prompts.db")
+    request_log.start(["r-0"], None, "tiny", "completions", {}, ["my password is hunter2"])
+    try:
+        for name in ("prompts.db", "prompts.db-wal"):  # SQLite gives the WAL the database's mode
+            assert (tmp_path / "logs" / name).stat().st_mode & 0o777 == 0o600, name
+    finally:
+        request_log.close()
+
+
+def test_an_existing_readable_log_is_warned_about(tmp_path, caplog):
+    from rlhf.serve.log import RequestLog
+
+    path = tmp_path / "prompts.db"
+    path.touch(mode=0o644)
+    path.chmod(0o644)
+    RequestLog(path).close()
+    assert "readable by others" in caplog.text and "chmod 600" in caplog.text
+
+
+def test_prepare_skips_and_counts_blank_prompts_in_a_log(tmp_path):
+    """Issue 16 item 7: the log is untrusted input (an older server logged blank prompts), so
+    `data prepare` skips blank rows and counts them instead of stopping on them."""
+    from rlhf.cli import main as rlhf_main
+    from rlhf.serve.log import RequestLog
+
+    request_log = RequestLog(tmp_path / "prompts.db")
+    prompts = ["write a poem about the sea", "", "  \n", [{"role": "user", "content": " "}],
+               [{"role": "user", "content": "list five ideas"}]]
+    request_log.start([f"r-{i}" for i in range(5)], "u-1", "tiny", "completions", {}, prompts)
+    request_log.close()
+    out = tmp_path / "prepared"
+    assert rlhf_main(["data", "prepare", "--in", str(tmp_path / "prompts.db"), "--out", str(out),
+                      "--no-progress"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["input"] == 2 and report["dropped/blank"] == 3

@@ -6,6 +6,8 @@ import threading
 
 import openai
 
+from tests.serve.conftest import Gate
+
 PROMPTS = [
     "the quick brown fox", "hello world", "list five ideas for how to regain enthusiasm",
     "summarize the text in one sentence", "write a short story about a bear", "0 1 2 3",
@@ -14,13 +16,17 @@ PROMPTS = [
 
 
 def test_concurrent_clients_get_the_answer_they_would_get_alone(serve, reference):
-    server = serve(max_batch_size=8, batch_wait_ms=100)
+    server = serve(max_batch_size=8)
+    engine = server.state.engine
     client = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0, timeout=120)
-    barrier = threading.Barrier(len(PROMPTS))
     answers: dict[int, tuple[str, str]] = {}
+    # Hold the engine on a plug request while the eight clients queue, so that they share the next
+    # batch whatever the timing of their arrival.
+    gate = Gate(engine)
+    plug = threading.Thread(target=lambda: client.completions.create(model="tiny", prompt="plug", max_tokens=1))
+    gate.hold(plug.start)
 
     def ask(i: int) -> None:
-        barrier.wait()
         max_tokens = 4 + 2 * i  # different lengths share a batch: rows finish at different steps
         if i % 2:
             out = client.completions.create(model="tiny", prompt=PROMPTS[i], max_tokens=max_tokens, temperature=0)
@@ -35,11 +41,11 @@ def test_concurrent_clients_get_the_answer_they_would_get_alone(serve, reference
     threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(PROMPTS))]
     for t in threads:
         t.start()
-    for t in threads:
+    gate.wait_until(lambda: engine.waiting() == len(PROMPTS))
+    gate.open()
+    for t in threads + [plug]:
         t.join(timeout=120)
     assert sorted(answers) == list(range(len(PROMPTS)))
     for i, (got, alone) in answers.items():
         assert got == alone, f"client {i}: {got!r} != {alone!r}"
-    stats = server.state.engine.stats
-    assert stats["rows"] == len(PROMPTS)
-    assert stats["batches"] < len(PROMPTS)  # some requests really shared a forward pass
+    assert [len(jobs) for jobs in gate.batches] == [1, len(PROMPTS)]  # all eight shared one forward pass

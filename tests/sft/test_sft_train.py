@@ -78,13 +78,21 @@ def test_refuses_to_overwrite_a_run_without_resume(tiny_gpt2, tmp_path):
 
 
 def test_selects_the_epoch_by_validation_reward(tiny_gpt2, tmp_path):
-    """The paper picked the final SFT model by reward-model score on the validation set."""
+    """The paper picked the final SFT model by reward-model score on the validation set: with
+    reward_model= and no select_metric, that is the default."""
     from rlhf.core.reward import reward_model_from_lm
 
     reward_model_from_lm(str(tiny_gpt2), seed=3).save(tmp_path / "rm")
-    metrics = sft_main(sft_config(tiny_gpt2, epochs=2, reward_model=str(tmp_path / "rm"), select_metric="eval/reward",
+    metrics = sft_main(sft_config(tiny_gpt2, epochs=2, reward_model=str(tmp_path / "rm"),
                                   eval_reward_prompts=8, eval_max_new_tokens=8), tmp_path / "run")
     history = [json.loads(l) for l in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     rewards = [h["eval/reward"] for h in history if "eval/reward" in h]
     assert len(rewards) == 2
     assert metrics["sft/best_reward"] == pytest.approx(max(rewards))
+    assert "sft/best_loss" not in metrics
+
+
+def test_select_metric_defaults_to_the_reward_only_with_a_reward_model(tiny_gpt2):
+    assert sft_config(tiny_gpt2).selected_by == "eval/loss"
+    assert sft_config(tiny_gpt2, reward_model="rm").selected_by == "eval/reward"
+    assert sft_config(tiny_gpt2, reward_model="rm", select_metric="eval/loss").selected_by == "eval/loss"

@@ -17,6 +17,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
+from rlhf.core.fsdp import (
+    full_optimizer_state, full_state_dict, is_sharded, load_full_optimizer_state, load_full_state_dict,
+)
 from rlhf.core.io import atomic_replace_dir, atomic_write_json
 
 
@@ -46,7 +49,9 @@ def save_checkpoint(
 ) -> Path:
     """Write checkpoint `step` for all processes; returns its folder.
 
-    modules: name -> nn.Module (unwrapped); optimizers: name -> optimizer or scheduler."""
+    modules: name -> nn.Module (unwrapped); optimizers: name -> optimizer or scheduler. A module sharded by
+    core/fsdp.py is gathered whole first (every process takes part), and so is the optimizer of its weights:
+    the files are the same as without FSDP."""
     root = _ckpt_dir(Path(out))
     final = root / f"step-{step:06d}"
     tmp = root / f".tmp-step-{step:06d}"
@@ -58,11 +63,18 @@ def save_checkpoint(
     rank = accelerator.process_index
     save_file(_rng_state(), str(tmp / f"rng_{rank}.safetensors"))
     (tmp / f"rng_{rank}.json").write_text(json.dumps({"python": repr(random.getstate())}))
+    sharded = next((m for m in modules.values() if is_sharded(m)), None)
+    gathered = {name: full_state_dict(m) for name, m in modules.items() if is_sharded(m)}
+    opt_states = {name: full_optimizer_state(sharded, getattr(opt, "optimizer", opt)) if sharded is not None and hasattr(opt, "param_groups")
+                  else opt.state_dict() for name, opt in optimizers.items()}
     if accelerator.is_main_process:
         for name, module in modules.items():
-            save_model(module, str(tmp / f"{name}.safetensors"))
-        for name, opt in optimizers.items():
-            torch.save(opt.state_dict(), tmp / f"{name}.pt")
+            if name in gathered:
+                save_file(gathered[name], str(tmp / f"{name}.safetensors"))
+            else:
+                save_model(module, str(tmp / f"{name}.safetensors"))
+        for name, opt_state in opt_states.items():  # not `state`: that is the caller's, written below
+            torch.save(opt_state, tmp / f"{name}.pt")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         atomic_write_json(tmp / "state.json", {"step": step, **state})  # last: marks the folder complete
@@ -76,12 +88,20 @@ def save_checkpoint(
 def load_checkpoint(path: str | Path, modules: dict, optimizers: dict, accelerator) -> dict:
     """Restore modules, optimizers and this process's RNG; returns state.json."""
     path = Path(path)
+    sharded = next((m for m in modules.values() if is_sharded(m)), None)
     for name, module in modules.items():
+        if is_sharded(module):  # every process reads the whole file and keeps its shard
+            load_full_state_dict(module, load_file(str(path / f"{name}.safetensors")))
+            continue
         missing, unexpected = load_model(module, str(path / f"{name}.safetensors"), strict=False)
         if unexpected:
             raise RuntimeError(f"{path}/{name}.safetensors has weights the model lacks: {unexpected[:5]}")
     for name, opt in optimizers.items():
-        opt.load_state_dict(torch.load(path / f"{name}.pt", weights_only=True))
+        state = torch.load(path / f"{name}.pt", weights_only=True)
+        if sharded is not None and hasattr(opt, "param_groups"):
+            load_full_optimizer_state(sharded, getattr(opt, "optimizer", opt), state)
+        else:
+            opt.load_state_dict(state)
     rank = accelerator.process_index
     rng_file = path / f"rng_{rank}.safetensors"
     if rng_file.exists():

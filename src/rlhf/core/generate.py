@@ -10,6 +10,8 @@ prompt and the weights only: the same with 1 or 2 processes, in any batch, after
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 
@@ -37,17 +39,40 @@ def episode_noise(seed: int, episode_ids: list[int], length: int) -> torch.Tenso
 
 def pick_tokens(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
     """Sample one token per row by inverse CDF of softmax(logits / temperature), restricted to
-    the top-p nucleus; temperature 0 picks the argmax. logits (B, V), u (B,) uniforms in [0, 1) -> (B,) token ids."""
+    the top-p nucleus; temperature 0 picks the argmax. logits (B, V), u (B,) uniforms in [0, 1) -> (B,) token ids.
+
+    The one sampler of the package: PPO rollouts, eval, SFT's selection and `rlhf serve` all pick here."""
     if temperature <= 0:  # greedy
         return logits.argmax(-1)
-    probs = (logits.float() / temperature).softmax(-1)  # (B, V)
+    logits = logits.float()
+    # A tiny temperature must tend to greedy, not to NaN: the max comes off before the division
+    # (dividing first overflows to inf for a temperature near 1e-38, and inf - inf is NaN), and the
+    # temperature stays at 1e-30 or more (1e-300 is 0 in float32: 0 / 0). At 1e-30 every token
+    # whose logit is below the max already has probability 0.
+    probs = ((logits - logits.amax(-1, keepdim=True)) / max(temperature, 1e-30)).softmax(-1)  # (B, V)
     order = None
     if top_p < 1.0:
-        probs, order = probs.sort(-1, descending=True)
-        probs = probs * ((probs.cumsum(-1) - probs) < top_p)  # keep tokens until the mass reaches top_p
+        probs, order = probs.sort(-1, descending=True)  # (B, V)
+        # The nucleus (Holtzman et al., 2020): the most likely tokens until their mass reaches top_p.
+        keep = (probs.cumsum(-1) - probs) < top_p  # (B, V): the mass before the token is still short of top_p
+        keep[:, 0] = True  # the top token always stays: a top_p such as 1e-46 is 0 in float32
+        probs = probs * keep
     cdf = probs.cumsum(-1)  # (B, V)
     picked = torch.searchsorted(cdf, (u.to(cdf) * cdf[:, -1]).unsqueeze(-1), right=True).clamp(max=cdf.shape[-1] - 1)
     return (order.gather(-1, picked) if order is not None else picked).squeeze(-1)  # (B,)
+
+
+def kv_cache(model) -> dict:
+    """An empty KV cache, as the keyword argument that hands it to every forward of one generation
+    (the model fills it in place). Transformers 5 takes a `Cache` object as `cache=`; it deprecated
+    `past_key_values=` and removes it in 5.40. Models that predate the rename (older transformers,
+    remote code) still take `past_key_values`, so the keyword comes from the model's own signature."""
+    from transformers import DynamicCache
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # through a PEFT wrapper
+    # The class's forward: accelerate may wrap the instance's in a (*args, **kwargs) function.
+    keyword = "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
+    return {keyword: DynamicCache(config=base.config)}
 
 
 @torch.no_grad()
@@ -64,7 +89,9 @@ def sample(model, prompts: list[list[int]], noise: torch.Tensor, temperature: fl
     done = torch.zeros(B, dtype=torch.bool, device=device)  # (B,)
     mask = prompt_mask
     positions = positions_from_mask(mask)
-    out = model(input_ids=prompt_ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+    cache = kv_cache(model)
+    out = model(input_ids=prompt_ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
+                **cache)
     noise = noise.to(device)
     for t in range(R):
         token = pick_tokens(out.logits[:, -1], noise[:, t], temperature, top_p)  # (B,)
@@ -75,8 +102,8 @@ def sample(model, prompts: list[list[int]], noise: torch.Tensor, temperature: fl
             break
         mask = torch.cat([mask, (~done).long().unsqueeze(-1)], -1)  # finished rows attend to nothing new
         positions = positions[:, -1:] + 1  # (B, 1)
-        out = model(input_ids=token.unsqueeze(-1), attention_mask=mask, position_ids=positions,
-                    past_key_values=out.past_key_values, use_cache=True)
+        out = model(input_ids=token.unsqueeze(-1), attention_mask=mask, position_ids=positions, use_cache=True,
+                    **cache)
     return prompt_ids, prompt_mask, response_ids, response_mask_from(response_ids, eos_id, pad_id)
 
 

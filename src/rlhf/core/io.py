@@ -1,7 +1,9 @@
-"""Atomic file writes: a reader (or a kill -9) never sees half a file."""
+"""Atomic file writes (a reader, or a kill -9, never sees half a file), and the hash that
+identifies a model folder's weights."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -65,3 +67,22 @@ def atomic_replace_dir(tmp_dir: str | Path, final_dir: str | Path) -> None:
     _fsync_dir(final_dir.parent)
     if old.exists():
         shutil.rmtree(old)
+
+# In a PPO policy's final/: the reward it was trained against (written by rlhf ppo, read by rlhf eval).
+TRAINED_AGAINST = "trained_against.json"
+
+
+def weights_sha256(folder: str | Path) -> str:
+    """sha256 over a model folder's weight files (name and bytes, in name order): the same
+    weights copied or renamed elsewhere hash the same; configs and tokenizers do not count."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".safetensors", ".bin"))
+    if not files:
+        raise FileNotFoundError(f"{folder}: no weight files (*.safetensors, *.bin) to hash")
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0")
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()

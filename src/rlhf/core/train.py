@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import random
 from dataclasses import dataclass, field
 
@@ -107,8 +108,41 @@ def make_accelerator(config: TrainConfig):
     # it (not the distributed PartialState) so several stages can run in one process (the demo).
     from accelerate.state import AcceleratorState
 
+    from rlhf.core.fsdp import take_launcher_request
+
     AcceleratorState._reset_state(reset_partial_state=False)
+    take_launcher_request()  # --use_fsdp: rlhf shards the model itself (core/fsdp.py)
+    refuse_deepspeed_on_cpu()
     return Accelerator(mixed_precision=mixed)
+
+
+def refuse_deepspeed_on_cpu() -> None:
+    """accelerate 1.15 turns DeepSpeed on only when not on a CPU (accelerate/state.py: `... == "true" and not
+    cpu`): `accelerate launch --use_deepspeed` with ACCELERATE_USE_CPU=1 would train as plain DDP, every process
+    holding every weight and optimizer state, while the user believes ZeRO shards them. Say so instead."""
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() not in ("1", "true") or torch.cuda.is_available():
+        return
+    raise ValueError(
+        "DeepSpeed (accelerate launch --use_deepspeed) needs CUDA GPUs here: on a CPU accelerate 1.15 does not start "
+        "DeepSpeed and would silently run plain DDP instead. For sharded training on CPUs use "
+        "`accelerate launch --use_fsdp` (ZeRO-3-style, docs/engines.md); for DDP, --multi_gpu")
+
+
+def prepare(accelerator, model, config, total_steps: int):
+    """(model, optimizer, scheduler) ready for the loop: sharded by rlhf under --use_fsdp (core/fsdp.py), else
+    wrapped by accelerate (DDP with several processes, or DeepSpeed from an accelerate config)."""
+    from rlhf.core.fsdp import fsdp_enabled, shard
+
+    if fsdp_enabled(accelerator):
+        if getattr(config, "compile", False):
+            raise ValueError("compile=true with FSDP is not supported here; drop one of them")
+        model = shard(model, accelerator)  # parameters become DTensors: the optimizer is built on them
+        optimizer, scheduler = make_optimizer(model, config, total_steps)
+        return model, accelerator.prepare(optimizer), scheduler
+    optimizer, scheduler = make_optimizer(model, config, total_steps)
+    model, optimizer = accelerator.prepare(maybe_compile(model, config) if hasattr(config, "compile") else model,
+                                           optimizer)
+    return model, optimizer, scheduler
 
 
 def uses_side_by_side(config: TrainConfig, accelerator) -> bool:
@@ -258,4 +292,6 @@ def clip_and_step(accelerator, model, optimizer, scheduler, max_grad_norm: float
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return float(grad_norm)
+    if grad_norm is None:  # DeepSpeed clips inside its engine and may not report the norm
+        return float("nan")
+    return float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)  # a DTensor under FSDP

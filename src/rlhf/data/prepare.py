@@ -215,6 +215,8 @@ def _report(tally: Tally, read_stats: dict, config: PrepareConfig) -> dict:
     report = {"input": tally.report["input"]}
     if config.skip_bad_records:
         report["skipped/bad_record"] = read_stats.get("skipped", 0)
+    if "blank" in read_stats:  # a serving log: blank prompts are skipped whatever the options
+        report["dropped/blank"] = read_stats["blank"]
     for key in ("dropped/too_long", "dropped/prefix_duplicate", "dropped/over_user_cap"):
         report[key] = tally.report[key]
     for kind in PII_KINDS:

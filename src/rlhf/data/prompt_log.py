@@ -18,7 +18,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
     id                TEXT PRIMARY KEY,  -- "<response id>-<prompt index>": one row per prompt
     created           REAL NOT NULL,     -- unix seconds when the request was accepted
-    user_id           TEXT,              -- the API key's user, else the request's `user`, else NULL
+    user_id           TEXT,              -- the API key's user; NULL without keys (the body's `user` is in params)
     model             TEXT NOT NULL,     -- the served model name the client asked for
     endpoint          TEXT NOT NULL,     -- "completions" or "chat.completions"
     params            TEXT NOT NULL,     -- JSON: max_tokens, temperature, top_p, n, stop, seed, stream, ...
@@ -31,6 +31,15 @@ CREATE TABLE IF NOT EXISTS requests (
 );
 CREATE INDEX IF NOT EXISTS requests_user ON requests (user_id);
 """
+
+
+def is_blank_prompt(prompt) -> bool:
+    """True for a string of only whitespace, or a conversation whose messages all are: nothing to
+    answer or train on. The server refuses these; a log written before it did may still hold some."""
+    if isinstance(prompt, str):
+        return not prompt.strip()
+    return isinstance(prompt, list) and all(
+        isinstance(m, dict) and isinstance(m.get("content"), str) and not m["content"].strip() for m in prompt)
 
 
 def is_prompt_log(path: str | Path) -> bool:
@@ -46,8 +55,10 @@ def iter_logged_prompts(path: str | Path, skip_bad_records: bool = False, stats:
     """Prompt records (shared/formats.md) from a serving log, oldest first.
 
     Every logged prompt came from the API, so `source` is "customer" (paper 3.2).
-    A row whose prompt is not valid JSON or not a valid prompt, or whose text is not
-    UTF-8, stops the read with the file, row id and field, unless `skip_bad_records`."""
+    A blank prompt (only whitespace) is skipped and counted in `stats["blank"]`: the log
+    is untrusted input, and an older server accepted them. A row whose prompt is not
+    valid JSON or not a valid prompt, or whose text is not UTF-8, stops the read with
+    the file, row id and field, unless `skip_bad_records`."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"serving log {path} does not exist")
@@ -56,7 +67,7 @@ def iter_logged_prompts(path: str | Path, skip_bad_records: bool = False, stats:
     # Text comes back as bytes and is decoded per column here: sqlite3's own decoding raises for the
     # whole cursor on one bad byte, naming no row, and no row after it could be read or skipped.
     conn.text_factory = bytes
-    read = skipped = 0
+    read = skipped = blank = 0
     try:
         cursor = conn.execute("SELECT rowid, id, created, user_id, model, prompt FROM requests ORDER BY rowid")
         for rowid, row_id, created, user_id, model, prompt_json in cursor:
@@ -67,6 +78,9 @@ def iter_logged_prompts(path: str | Path, skip_bad_records: bool = False, stats:
                     raise
                 skipped += 1
                 continue
+            if record is None:
+                blank += 1
+                continue
             read += 1
             yield record
     except sqlite3.DatabaseError as e:
@@ -76,19 +90,24 @@ def iter_logged_prompts(path: str | Path, skip_bad_records: bool = False, stats:
     if stats is not None:
         stats["read"] = stats.get("read", 0) + read
         stats["skipped"] = stats.get("skipped", 0) + skipped
+        stats["blank"] = stats.get("blank", 0) + blank
 
 
-def _row_record(path: Path, rowid: int, row_id, created, user_id, model, prompt_json) -> dict:
+def _row_record(path: Path, rowid: int, row_id, created, user_id, model, prompt_json) -> dict | None:
+    """The row as a prompt record, or None for a blank prompt."""
     row_id, user_id, model, prompt_json = (
         _text(path, rowid, column, value)
         for column, value in (("id", row_id), ("user_id", user_id), ("model", model), ("prompt", prompt_json))
     )
     try:
         prompt = json.loads(prompt_json)
+    except (TypeError, json.JSONDecodeError) as e:
+        raise RecordError(str(path), rowid, "prompt", f"not valid JSON: {getattr(e, 'msg', e)}") from None
+    if is_blank_prompt(prompt):
+        return None
+    try:
         check_unicode(prompt, "prompt")
         prompt = check_prompt(prompt)
-    except json.JSONDecodeError as e:
-        raise RecordError(str(path), rowid, "prompt", f"not valid JSON: {e.msg}") from None
     except FieldError as e:
         raise RecordError(str(path), rowid, e.field, e.message) from None
     except TypeError as e:

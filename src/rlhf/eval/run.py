@@ -5,7 +5,9 @@
 3. KL of each model's responses to the reference policy
 4. reward-model score of every response
 5. win rate of each model against the baseline under the judge, bootstrap 95% interval
--> metrics.json, samples.jsonl (formats: samples), winrate.png, training.png
+6. blinded comparison tasks for human labelers in the labeling app (label_db)
+-> metrics.json, report.md, samples.jsonl (formats: samples), judgments.jsonl, human_tasks.jsonl,
+   winrate.png, training.png
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from pathlib import Path
 
 import torch
 
-from rlhf.config import load_callable
 from rlhf.core.generate import decode_responses
 from rlhf.core.io import atomic_write_jsonl
 from rlhf.core.models import load_causal_lm, load_tokenizer
@@ -25,10 +26,15 @@ from rlhf.core.ops import token_logprobs
 from rlhf.core.run import Run
 from rlhf.core.tokens import encode_prompt, fit_prompt
 from rlhf.core.train import seed_everything
+from rlhf.core.vllm_engine import episode_seed
 from rlhf.data import read_records
 from rlhf.eval.config import EvalConfig
+from rlhf.eval.guard import training_rm_matches
+from rlhf.eval.human import KEY_FILE, comparison_tasks, prompt_id, send_tasks
+from rlhf.eval.judges import judge_folder, make_judge, position_stats
 from rlhf.eval.plots import plot_training, plot_winrates, read_history
-from rlhf.eval.winrate import RewardModelJudge, bootstrap_interval, judge_all, model_labels, outcomes
+from rlhf.eval.report import write_report
+from rlhf.eval.winrate import bootstrap_interval, judge_all, outcomes, resolve_models
 from rlhf.inputs import check_eval
 from rlhf.ppo.data import collate_text, load_pretrain
 from rlhf.ppo.rollout import episode_noise, response_logits, sample
@@ -49,16 +55,22 @@ class Samples:
 
 
 @torch.no_grad()
-def sample_model(model, tokenizer, prompts: list, config: EvalConfig) -> Samples:
+def sample_model(model, tokenizer, prompts: list, config: EvalConfig, sampler=None) -> Samples:
     """Same prompts, decoding and random numbers for every model (common random numbers make
-    the comparison less noisy than independent draws)."""
+    the comparison less noisy than independent draws). `sampler`: a vLLM engine holding this
+    model (generation_backend=vllm), else our sampler runs `model`."""
     budget = config.max_length - config.max_new_tokens
     ids = [fit_prompt(encode_prompt(tokenizer, p), budget, tokenizer.bos_token_id) for p in prompts]
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     parts = []
     for i in range(0, len(ids), config.batch_size):
-        noise = episode_noise(config.seed, list(range(i, min(i + config.batch_size, len(ids)))), config.max_new_tokens)
-        parts.append(sample(model, ids[i : i + config.batch_size], noise, config.temperature, config.top_p,
-                            tokenizer.eos_token_id, tokenizer.pad_token_id))
+        episodes = list(range(i, min(i + config.batch_size, len(ids))))
+        if sampler is not None:
+            parts.append(sampler.sample(ids[i : i + config.batch_size], [episode_seed(config.seed, e) for e in episodes],
+                                        config.max_new_tokens, config.temperature, config.top_p, eos, pad))
+            continue
+        noise = episode_noise(config.seed, episodes, config.max_new_tokens)
+        parts.append(sample(model, ids[i : i + config.batch_size], noise, config.temperature, config.top_p, eos, pad))
     P = max(p[0].shape[1] for p in parts)
     prompt_ids = torch.cat([_left_pad_to(p[0], P, tokenizer.pad_token_id) for p in parts])  # (N, P)
     prompt_mask = torch.cat([_left_pad_to(p[1], P, 0) for p in parts])  # (N, P)
@@ -103,16 +115,13 @@ def perplexity(model, docs: list[list[int]], pad_id: int, batch_size: int) -> fl
     return math.exp(nll / max(tokens, 1))
 
 
-def make_judge(config: EvalConfig, reward_model):
-    if config.judge and ":" in config.judge and not Path(config.judge).exists():
-        return load_callable(config.judge, "judge")
-    if config.judge:
-        from rlhf.core.reward import load_reward_model
+def make_sampler(config: EvalConfig, path: str):
+    """A vLLM engine loaded from `path` for generation_backend=vllm, else None (our sampler)."""
+    if config.generation_backend != "vllm":
+        return None
+    from rlhf.core.vllm_engine import VLLMSampler
 
-        return RewardModelJudge(load_reward_model(config.judge), config.max_length, config.batch_size)
-    if reward_model is not None:
-        return RewardModelJudge(reward_model, config.max_length, config.batch_size)
-    return None
+    return VLLMSampler(path, config.vllm, max_model_len=config.max_length, seed=config.seed)
 
 
 def main(config: EvalConfig, out: str, resume: bool = False) -> dict[str, float]:
@@ -122,11 +131,8 @@ def main(config: EvalConfig, out: str, resume: bool = False) -> dict[str, float]
     seed_everything(config.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = "bfloat16" if config.precision == "bf16" else "float32"
-    baseline = config.baseline or config.models[0]
-    paths = list(config.models) + ([] if baseline in config.models else [baseline])
-    given = list(config.labels) + ["baseline"] * (len(paths) - len(config.models)) if config.labels else None
-    names = model_labels(paths, given)
-    base_name = names[paths.index(baseline)]
+    paths, names, base_name = resolve_models(config)
+    baseline = paths[names.index(base_name)]
     check_eval(config, paths)  # every input file and every model's template, before the first model samples
     records = read_records(config.prompts_file, "prompt")
     records = records[: config.num_prompts] if config.num_prompts > 0 else records
@@ -137,7 +143,7 @@ def main(config: EvalConfig, out: str, resume: bool = False) -> dict[str, float]
 
         reward_model = load_reward_model(config.reward_model, device=device)
     judge = make_judge(config, reward_model)
-    metrics: dict[str, float] = {}
+    metrics: dict[str, float] = guard_metrics(config, names, paths)
 
     # 1-2. sample every model; perplexity while it is loaded
     samples: dict[str, Samples] = {}
@@ -145,7 +151,10 @@ def main(config: EvalConfig, out: str, resume: bool = False) -> dict[str, float]
     for name, path in zip(names, paths):
         tokenizer = load_tokenizer(path, chat_template=config.chat_template)
         model = load_causal_lm(path, dtype=dtype, dropout=0.0).to(device).eval()
-        samples[name] = sample_model(model, tokenizer, prompts, config)
+        sampler = make_sampler(config, path)
+        samples[name] = sample_model(model, tokenizer, prompts, config, sampler)
+        if sampler is not None:
+            sampler.close()
         metrics[f"eval/length/{name}"] = float(samples[name].response_mask.sum(-1).float().mean())
         if config.pretrain_file:
             docs = load_pretrain(config.pretrain_file, tokenizer, config.max_length)
@@ -168,18 +177,52 @@ def main(config: EvalConfig, out: str, resume: bool = False) -> dict[str, float]
             metrics[f"eval/reward/{name}"] = sum(rewards[name]) / len(rewards[name])
 
     # 5. win rate against the baseline, ties split, bootstrap 95% interval over prompts
+    transcript = []
     if judge is not None:
         for name, s in samples.items():
             results = outcomes(judge_all(judge, prompts, s.texts, samples[base_name].texts))
             low, high = bootstrap_interval(results, config.num_bootstrap, config.seed)
             metrics[f"eval/winrate/{name}"] = sum(results) / len(results)
             metrics[f"eval/winrate_low/{name}"], metrics[f"eval/winrate_high/{name}"] = low, high
+            if hasattr(judge, "take_transcript"):  # an endpoint judge: keep what it was asked and said
+                rows = [{"model": name, "baseline": base_name, "prompt_id": prompt_id(records[r["index"]], r["index"]),
+                         **r} for r in judge.take_transcript()]
+                if rows:
+                    metrics[f"eval/judge_first/{name}"], metrics[f"eval/judge_unparsed/{name}"] = position_stats(rows)
+                transcript += rows
+
+    # 6. blinded comparison tasks for human labelers; the key stays here, never in the app
+    if config.label_db:
+        key = comparison_tasks(records, names, base_name, {n: s.texts for n, s in samples.items()},
+                               config.label_overlap, config.seed, str(out.resolve()))
+        atomic_write_jsonl(out / KEY_FILE, key)
+        log.info("labeling app %s: %s", config.label_db, send_tasks(config.label_db, key, out))
 
     # --- finish ------------------------------------------------------------------
     write_outputs(out, config, names, paths, base_name, records, samples, rewards, metrics)
+    if transcript:
+        atomic_write_jsonl(out / "judgments.jsonl", transcript)
     for key, value in sorted(metrics.items()):
         log.info("%s = %.4f", key, value)
-    return run.finish(metrics)
+    final = run.finish(metrics)
+    write_report(out)
+    return final
+
+
+def guard_metrics(config: EvalConfig, names: list[str], paths: list[str]) -> dict[str, float]:
+    """eval/judge_is_training_rm (and per model): 1 when the win-rate judge is the reward model a
+    model was trained against; eval/reward_is_training_rm/<name> likewise for eval/reward."""
+    metrics = {}
+    for what, folder in (("judge", judge_folder(config)), ("reward", config.reward_model)):
+        matches = training_rm_matches(folder, names, paths) if folder else {}
+        for name in names:
+            metrics[f"eval/{what}_is_training_rm/{name}"] = float(name in matches)
+        for name, how in matches.items():
+            log.warning("%s %s is the reward model %s was trained against (%s): %s", what, folder, name, how,
+                        "its verdict measures the optimisation, not quality" if what == "judge" else
+                        "eval/reward is the objective PPO maximised, not an evaluation")
+    metrics["eval/judge_is_training_rm"] = max(metrics[f"eval/judge_is_training_rm/{n}"] for n in names)
+    return metrics
 
 
 def write_outputs(out: Path, config, names, paths, base_name, records, samples, rewards, metrics) -> None:
@@ -187,7 +230,7 @@ def write_outputs(out: Path, config, names, paths, base_name, records, samples, 
     for name in names:
         s = samples[name]
         for i, record in enumerate(records):
-            row = {"prompt_id": record.get("id", f"p-{i:06d}"), "prompt": record["prompt"], "model": name,
+            row = {"prompt_id": prompt_id(record, i), "prompt": record["prompt"], "model": name,
                    "response": s.texts[i], "logprob": round(float(s.logprobs[i]), 4)}
             if name in rewards:
                 row["reward"] = round(rewards[name][i], 4)

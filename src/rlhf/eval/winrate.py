@@ -47,6 +47,15 @@ def model_labels(paths: list[str], given: list[str] | None = None) -> list[str]:
     return out
 
 
+def resolve_models(config) -> tuple[list[str], list[str], str]:
+    """(paths, names, baseline name) of an EvalConfig: the models, then the baseline when it is not among them."""
+    baseline = config.baseline or config.models[0]
+    paths = list(config.models) + ([] if baseline in config.models else [baseline])
+    given = list(config.labels) + ["baseline"] * (len(paths) - len(config.models)) if config.labels else None
+    names = model_labels(paths, given)
+    return paths, names, names[paths.index(baseline)]
+
+
 class RewardModelJudge:
     """p(a better) = sigmoid(r(a) - r(b)) under a reward model (the Bradley-Terry reading of its scores)."""
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import logging
 import sys
 from pathlib import Path
 
 from rlhf.data.records import RecordError
-from rlhf.label.db import default_db_url
+from rlhf.label.db import default_db_url, sqlite_path
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -30,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--secure-cookies", choices=("auto", "on", "off"), default="auto",
                    help="mark the session cookie Secure (HTTPS only); auto: on unless --host is loopback")
+    p.add_argument("--secret-file", help="the cookie-signing key, made (0600) if missing; default: the SQLite file's "
+                   "name + .secret; $RLHF_LABEL_SECRET overrides it; required with PostgreSQL unless that is set")
 
     p = sub.add_parser("import-prompts", parents=[common], help="prompts JSONL -> demonstration tasks")
     p.add_argument("path")
@@ -75,8 +78,18 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("username")
         p.set_defaults(status=status)
 
+    p = sub.add_parser("reset-password", parents=[common],
+                       help="a new password for a user; ends their sessions (a running server also has a page for it)")
+    p.add_argument("username")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin (else prompt)")
+
     p = sub.add_parser("set-overlap", parents=[common], help="labelers per item for items imported without --overlap")
-    p.add_argument("overlap", type=int)
+    p.add_argument("value")
+    p.set_defaults(setting="overlap")
+    p = sub.add_parser("set-lease", parents=[common],
+                       help="minutes a labeler may hold a task before another labeler may take it over")
+    p.add_argument("value")
+    p.set_defaults(setting="lease_minutes")
     return parser
 
 
@@ -93,15 +106,28 @@ def _password(args) -> str:
     return first
 
 
+def _secret_path(args) -> Path | None:
+    if args.secret_file:
+        return Path(args.secret_file)
+    database = sqlite_path(args.db)
+    return None if database is None else database.with_name(database.name + ".secret")
+
+
 def cmd_serve(db, args) -> int:
     import uvicorn
 
     from rlhf.label.app import create_app
+    from rlhf.label.auth import load_secret
 
+    # Failed logins, lockouts and password resets, with a time stamp, on stderr.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("rlhf.label").addHandler(handler)
+    logging.getLogger("rlhf.label").setLevel(logging.INFO)
     secure = args.secure_cookies == "on" or (args.secure_cookies == "auto" and args.host not in LOOPBACK)
     if not secure:
         print("rlhf label: session cookies are not marked Secure (plain http on loopback)", file=sys.stderr)
-    app = create_app(db, secure_cookies=secure)
+    app = create_app(db, load_secret(_secret_path(args)), secure_cookies=secure)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
 
@@ -166,12 +192,20 @@ def cmd_stats(db, args) -> int:
     return 0
 
 
-def cmd_users(db, args) -> int:
+def _named_user(session, username: str):
     from sqlalchemy import select
 
-    from rlhf.label.auth import create_user
-    from rlhf.label.db import set_setting
     from rlhf.label.models import User
+
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise ValueError(f"no user named {username!r}")
+    return user
+
+
+def cmd_users(db, args) -> int:
+    from rlhf.label.auth import create_user, new_password_hash, set_password
+    from rlhf.label.db import parse_setting, set_setting
     from rlhf.label.tasks import release_open
 
     if args.command in ("create-user", "add-admin"):
@@ -180,17 +214,19 @@ def cmd_users(db, args) -> int:
         with db.transaction() as s:
             create_user(s, args.username, _password(args), role=role, status=status)
         print(f"created {role} {args.username} ({status})")
-    elif args.command == "set-overlap":
-        if not 1 <= args.overlap <= 100:
-            raise ValueError("overlap: 1 to 100 labelers per item")
+    elif args.command in ("set-overlap", "set-lease"):
+        value = parse_setting(args.setting, args.value)
         with db.transaction() as s:
-            set_setting(s, "overlap", str(args.overlap))
-        print(f"overlap set to {args.overlap}")
+            set_setting(s, args.setting, str(value))
+        print(f"{args.setting} set to {value}")
+    elif args.command == "reset-password":
+        hashed = new_password_hash(_password(args))
+        with db.transaction() as s:
+            set_password(_named_user(s, args.username), hashed)
+        print(f"{args.username}: new password set; their sessions have ended")
     else:
         with db.transaction() as s:
-            user = s.scalar(select(User).where(User.username == args.username))
-            if user is None:
-                raise ValueError(f"no user named {args.username!r}")
+            user = _named_user(s, args.username)
             user.status = args.status
             released = release_open(s, user.id) if args.status != "approved" else 0
         print(f"{args.username}: {args.status}" + (f" ({released} open task(s) given back)" if released else ""))
@@ -200,7 +236,8 @@ def cmd_users(db, args) -> int:
 COMMANDS = {
     "serve": cmd_serve, "import-prompts": cmd_import, "import-samples": cmd_import, "import-screening": cmd_import,
     "export": cmd_export, "stats": cmd_stats, "create-user": cmd_users, "add-admin": cmd_users,
-    "approve": cmd_users, "disable": cmd_users, "set-overlap": cmd_users,
+    "approve": cmd_users, "disable": cmd_users, "reset-password": cmd_users, "set-overlap": cmd_users,
+    "set-lease": cmd_users,
 }
 
 

@@ -4,7 +4,8 @@ and screening items with reference answers.
 Every import is all-or-nothing: the whole file is read and validated first, and
 the first bad record stops it with the file, line and field, before anything is
 written (unless `skip_bad_records`). Importing the same task twice adds nothing:
-items are keyed by a digest of their content.
+items are keyed by a digest of their content. A prompt id may appear once in a
+prompts or screening file: two records under one id would export as one prompt.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from sqlalchemy import select
 # the same numbered rows that rlhf.data validates.
 from rlhf.data.io import iter_raw
 from rlhf.data.records import NORMALIZERS, FieldError, RecordError
-from rlhf.label.db import Database
+from rlhf.label.db import SETTINGS, Database
 from rlhf.label.models import Item
 
 
@@ -44,20 +45,70 @@ def _numbered(path: str | Path, kind: str, skip_bad_records: bool, report: Impor
     if not Path(path).exists():
         raise FileNotFoundError(f"{path}: no such file")
     normalize = NORMALIZERS[kind]
-    for line, raw in iter_raw(path):
-        try:
-            if isinstance(raw, RecordError):
-                raise raw
-            if not isinstance(raw, dict):
-                raise RecordError(str(path), line, "<record>", "each record must be a JSON object")
+    try:
+        for line, raw in iter_raw(path):
             try:
-                yield line, normalize(raw)
-            except FieldError as e:
-                raise RecordError(str(path), line, e.field, e.message) from None
-        except RecordError:
+                if isinstance(raw, RecordError):
+                    raise raw
+                if not isinstance(raw, dict):
+                    raise RecordError(str(path), line, "<record>", "each record must be a JSON object")
+                try:
+                    record = normalize(raw)
+                except FieldError as e:
+                    raise RecordError(str(path), line, e.field, e.message) from None
+                _check_prompt_id(path, line, record)
+                yield line, record
+            except RecordError:
+                if not skip_bad_records:
+                    raise
+                report.skipped += 1
+    except UnicodeDecodeError:
+        # The reader decodes the whole stream, so its error names no line: find it.
+        # (A reader that yields the bad line as a RecordError would let skip_bad_records skip it.)
+        raise _first_bad_utf8_line(path) from None
+
+
+def _first_bad_utf8_line(path) -> RecordError:
+    with open(path, "rb") as f:
+        for line, raw in enumerate(f, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                return RecordError(str(path), line, "<encoding>",
+                                   f"not UTF-8: byte 0x{raw[e.start]:02x} at column {e.start + 1} (save the file as UTF-8)")
+    return RecordError(str(path), 0, "<encoding>", "not UTF-8 (save the file as UTF-8)")
+
+
+def _check_prompt_id(path, line: int, record: dict) -> None:
+    pid = _prompt_id(record)
+    if pid is not None and ("\x00" in pid or len(pid) > 255):
+        raise RecordError(str(path), line, _id_field(record), "must be at most 255 characters, none of them NUL")
+
+
+def _id_field(record: dict) -> str:
+    return "prompt_id" if record.get("prompt_id") is not None else "id"
+
+
+def _unique_ids(path, rows, skip_bad_records: bool, report: ImportReport):
+    """The rows whose prompt id (if any) no earlier row of the file has."""
+    first: dict[str, int] = {}
+    for line, record in rows:
+        pid = _prompt_id(record)
+        if pid is not None and pid in first:
+            error = RecordError(str(path), line, _id_field(record), f"{pid!r} is also the id of line {first[pid]}")
             if not skip_bad_records:
-                raise
+                raise error
             report.skipped += 1
+            continue
+        if pid is not None:
+            first[pid] = line
+        yield line, record
+
+
+def _check_overlap(overlap: int | None) -> None:
+    _, low, high, _ = SETTINGS["overlap"]
+    if overlap is not None and not low <= overlap <= high:
+        raise ValueError(f"--overlap {overlap}: {low} to {high} labelers per item (items with fewer are never handed out)")
 
 
 def _digest(*parts) -> str:
@@ -93,9 +144,10 @@ def _store(db: Database, path, items: list[Item], report: ImportReport) -> Impor
 
 def import_prompts(db: Database, path, overlap: int | None = None, skip_bad_records: bool = False) -> ImportReport:
     """Prompts records -> demonstration tasks."""
+    _check_overlap(overlap)
     report = ImportReport()
     items = []
-    for _, r in _numbered(path, "prompt", skip_bad_records, report):
+    for _, r in _unique_ids(path, _numbered(path, "prompt", skip_bad_records, report), skip_bad_records, report):
         pid = _prompt_id(r)
         items.append(Item(
             kind="demonstration", screening=False, prompt=r["prompt"], prompt_id=pid, overlap=overlap,
@@ -135,6 +187,7 @@ def import_samples(db: Database, path, k: int, overlap: int | None = None, skip_
     """Samples records -> ranking tasks of K responses to the same prompt."""
     if k < 2:
         raise ValueError(f"--k {k}: a ranking needs K >= 2 responses (the paper used 4 to 9)")
+    _check_overlap(overlap)
     report = ImportReport()
     items = []
     for group in _group_samples(path, k, skip_bad_records, report):
@@ -157,7 +210,7 @@ def import_screening(db: Database, path, task: str, skip_bad_records: bool = Fal
     report = ImportReport()
     items = []
     kind = "comparison" if task == "ranking" else "demonstration"
-    for _, r in _numbered(path, kind, skip_bad_records, report):
+    for _, r in _unique_ids(path, _numbered(path, kind, skip_bad_records, report), skip_bad_records, report):
         pid = _prompt_id(r)
         if task == "ranking":
             reference = {"ranking": r["ranking"], "flags": r.get("flags"), "likert": r.get("likert")}

@@ -16,6 +16,8 @@ ROLES = ("labeler", "admin")
 # candidate: created, must pass screening; approved: gets real tasks; disabled: cannot log in.
 STATUSES = ("candidate", "approved", "disabled")
 TASK_KINDS = ("demonstration", "ranking")
+# Ids are 32-bit integers on PostgreSQL: a larger id in a URL is simply not found.
+MAX_ID = 2**31 - 1
 
 
 def utcnow() -> datetime:
@@ -34,6 +36,9 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16), default="labeler")
     status: Mapped[str] = mapped_column(String(16), default="candidate")
+    # A session is valid only while it carries this number: logging out and changing
+    # the password bump it, which ends every session of the account at once.
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -59,7 +64,11 @@ class Item(Base):
 class Assignment(Base):
     """An item given to one labeler. `slot` in 0..overlap-1 is what makes assignment
     race-free: (item_id, slot) is unique, so two labelers racing for the last slot of
-    an item cannot both commit. Screening and skipped assignments have no slot."""
+    an item cannot both commit. Screening, skipped and expired assignments have no slot.
+
+An open assignment holds its slot for the lease (the `lease_minutes` setting) from
+`assigned_at`; after that another labeler may take the slot over, and the
+assignment becomes `expired`."""
 
     __tablename__ = "assignments"
     __table_args__ = (
@@ -71,7 +80,7 @@ class Assignment(Base):
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id"))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     slot: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    status: Mapped[str] = mapped_column(String(16), default="open")  # open | submitted | skipped
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | submitted | skipped | expired
     shown_order: Mapped[list | None] = mapped_column(JSON, nullable=True)  # response indices, top first
     assigned_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 

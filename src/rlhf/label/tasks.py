@@ -6,6 +6,11 @@ unique (item_id, slot) constraint means two labelers racing for the last slot
 cannot both commit, and the loser simply looks again. Candidates get every
 screening item instead.
 
+Leases: an open assignment holds its slot for `lease_minutes` (a setting). After
+that the slot may be taken over by the next labeler who asks for work, and the
+abandoned assignment becomes `expired`; until someone takes it, the first labeler
+can still submit.
+
 Submission: one answer per assignment (unique), keyed by the form's token, so a
 double-clicked submit stores one answer and both clicks see success.
 """
@@ -15,14 +20,15 @@ from __future__ import annotations
 import random
 import secrets
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from rlhf.data import FLAGS
-from rlhf.label.auth import CurrentUser
-from rlhf.label.db import Database, get_setting
-from rlhf.label.models import Answer, Assignment, Item, utcnow
+from rlhf.label.auth import CurrentUser, Refused
+from rlhf.label.db import Database, setting
+from rlhf.label.models import MAX_ID, Answer, Assignment, Item, utcnow
 
 MAX_RESPONSE_CHARS = 100_000
 _RETRIES = 50
@@ -33,11 +39,12 @@ class _LostRace(Exception):
     COMMITTED gives each statement a fresh snapshot); look again."""
 
 
-class TaskError(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
+class LeaseLost(Refused):
+    """The assignment's lease ran out and another labeler took its slot."""
+
+    def __init__(self):
+        super().__init__(409, "Your time on this task ran out and it went to another labeler. Your answer was "
+                              "not stored; it is kept on this page for you to copy.")
 
 
 @dataclass
@@ -51,6 +58,7 @@ class TaskView:
     responses: list[tuple[int, str]]  # (index into item.responses, text), in shown order
     status: str
     answer: dict | None = None
+    lease_until: datetime | None = None  # open real tasks: when another labeler may take the slot
 
 
 @dataclass
@@ -63,7 +71,12 @@ class ParsedAnswer:
 
 
 def default_overlap(session) -> int:
-    return int(get_setting(session, "overlap", "1"))
+    return setting(session, "overlap")
+
+
+def _lease_start_cutoff(session) -> datetime:
+    """Open assignments made before this have outlived their lease."""
+    return utcnow() - timedelta(minutes=setting(session, "lease_minutes"))
 
 
 def _open_assignment(session, user_id: int) -> Assignment | None:
@@ -80,21 +93,37 @@ def _candidate_item(session, user: CurrentUser, kind: str | None) -> tuple[Item,
         query = query.where(Item.kind == kind)
     if not user.labels_real_tasks:
         return next(((item, None) for item in session.scalars(query.where(Item.screening.is_(True)).limit(1))), None)
-    taken = (
-        select(func.count(Assignment.id))
-        .where(Assignment.item_id == Item.id, Assignment.slot.is_not(None))
-        .correlate(Item)
-        .scalar_subquery()
-    )
+    cutoff = _lease_start_cutoff(session)
+    held = and_(Assignment.slot.is_not(None), or_(Assignment.status != "open", Assignment.assigned_at >= cutoff))
+    taken = select(func.count(Assignment.id)).where(Assignment.item_id == Item.id, held).correlate(Item).scalar_subquery()
     overlap = func.coalesce(Item.overlap, default_overlap(session))
     item = session.scalar(query.where(Item.screening.is_(False), taken < overlap).limit(1))
     if item is None:
         return None
-    used = set(session.scalars(select(Assignment.slot).where(Assignment.item_id == item.id, Assignment.slot.is_not(None))))
+    holders = session.execute(
+        select(Assignment.slot, Assignment.id, Assignment.status, Assignment.assigned_at)
+        .where(Assignment.item_id == item.id, Assignment.slot.is_not(None))
+    ).all()
+    used = {slot for slot, _, status, at in holders if status != "open" or at >= cutoff}
     free = [slot for slot in range(item.overlap or default_overlap(session)) if slot not in used]
     if not free:
         raise _LostRace()
+    for slot, stale_id, _, _ in holders:
+        if slot == free[0]:
+            _expire(session, stale_id, cutoff)
     return item, free[0]
+
+
+def _expire(session, assignment_id: int, cutoff: datetime) -> None:
+    """Take the slot of an assignment whose lease ran out. Conditional, so that on
+    PostgreSQL a submit that committed in between wins and we look again."""
+    expired = session.execute(
+        update(Assignment)
+        .where(Assignment.id == assignment_id, Assignment.status == "open", Assignment.assigned_at < cutoff)
+        .values(status="expired", slot=None)
+    )
+    if expired.rowcount != 1:
+        raise _LostRace()
 
 
 def next_assignment(db: Database, user: CurrentUser, kind: str | None = None) -> int | None:
@@ -118,14 +147,14 @@ def next_assignment(db: Database, user: CurrentUser, kind: str | None = None) ->
                 return assignment.id
         except (IntegrityError, _LostRace):
             continue  # lost a race for the slot (or a double-clicked "next"): look again
-    raise TaskError(503, "The server is busy handing out tasks; try again in a moment.")
+    raise Refused(503, "The server is busy handing out tasks; try again in a moment.")
 
 
 def _own_assignment(session, assignment_id: int, user: CurrentUser) -> tuple[Assignment, Item]:
-    assignment = session.get(Assignment, assignment_id)
+    assignment = session.get(Assignment, assignment_id) if 0 < assignment_id <= MAX_ID else None
     # Someone else's assignment answers exactly like a missing one: no probing for ids.
     if assignment is None or assignment.user_id != user.id:
-        raise TaskError(404, "No such task.")
+        raise Refused(404, "No such task.")
     return assignment, session.get(Item, assignment.item_id)
 
 
@@ -138,7 +167,11 @@ def load_task(db: Database, assignment_id: int, user: CurrentUser) -> TaskView:
         stored = None
         if answer is not None:
             stored = {"response": answer.response, "ranking": answer.ranking, "likert": answer.likert, "flags": answer.flags}
-        return TaskView(assignment.id, item.kind, item.screening, item.prompt, responses, assignment.status, stored)
+        lease_until = None
+        if assignment.status == "open" and assignment.slot is not None:
+            lease_until = assignment.assigned_at + timedelta(minutes=setting(s, "lease_minutes"))
+        return TaskView(assignment.id, item.kind, item.screening, item.prompt, responses, assignment.status, stored,
+                        lease_until)
 
 
 def parse_answer(kind: str, k: int, form) -> ParsedAnswer:
@@ -154,6 +187,8 @@ def parse_answer(kind: str, k: int, form) -> ParsedAnswer:
             out.errors["response"] = "Write the response you would want the assistant to give."
         elif len(text) > MAX_RESPONSE_CHARS:
             out.errors["response"] = f"At most {MAX_RESPONSE_CHARS} characters."
+        elif "\x00" in text:
+            out.errors["response"] = "Remove the NUL character (it cannot be stored)."
         out.response = text
         return out
     ranks, out.likert, out.flags = [], [], []
@@ -188,7 +223,7 @@ def _int_field(form, name: str, low: int, high: int, errors: dict, what: str) ->
 def submit(db: Database, assignment_id: int, user: CurrentUser, token: str, answer: ParsedAnswer) -> int:
     """Store the answer; returns its id. The commit has happened when this returns."""
     if not token or len(token) > 64:
-        raise TaskError(400, "The form is missing its submission token; reload the page.")
+        raise Refused(400, "The form is missing its submission token; reload the page.")
     try:
         with db.transaction() as s:
             assignment, item = _own_assignment(s, assignment_id, user)
@@ -196,7 +231,9 @@ def submit(db: Database, assignment_id: int, user: CurrentUser, token: str, answ
             if previous is not None:
                 return _same_submission(previous, token)
             if assignment.status == "skipped":
-                raise TaskError(409, "You skipped this task; it is no longer yours to answer.")
+                raise Refused(409, "You skipped this task; it is no longer yours to answer.")
+            if assignment.status == "expired":
+                raise LeaseLost()
             now = utcnow()
             row = Answer(
                 assignment_id=assignment.id, token=token, response=answer.response, ranking=answer.ranking,
@@ -204,21 +241,25 @@ def submit(db: Database, assignment_id: int, user: CurrentUser, token: str, answ
                 seconds=max(0.0, (now - assignment.assigned_at).total_seconds()),
             )
             s.add(row)
-            assignment.status = "submitted"
             s.flush()
+            # Conditional: on PostgreSQL another labeler may have taken the slot over since we read it.
+            done = s.execute(update(Assignment).where(Assignment.id == assignment.id, Assignment.status == "open")
+                             .values(status="submitted"))
+            if done.rowcount != 1:
+                raise LeaseLost()
             return row.id
     except IntegrityError:
         # The other click of a double-click committed first: answer as it did.
         with db.reading() as s:
             previous = s.scalar(select(Answer).where(Answer.assignment_id == assignment_id))
             if previous is None:
-                raise TaskError(409, "This form was already used; reload the page.") from None
+                raise Refused(409, "This form was already used; reload the page.") from None
             return _same_submission(previous, token)
 
 
 def _same_submission(previous: Answer, token: str) -> int:
     if previous.token != token:
-        raise TaskError(409, "This task was already submitted (from another tab or an older page).")
+        raise Refused(409, "This task was already submitted (from another tab or an older page).")
     return previous.id
 
 
@@ -228,7 +269,7 @@ def skip(db: Database, assignment_id: int, user: CurrentUser) -> None:
     with db.transaction() as s:
         assignment, _ = _own_assignment(s, assignment_id, user)
         if assignment.status != "open":
-            raise TaskError(409, "Only an open task can be skipped.")
+            raise Refused(409, "Only an open task can be skipped.")
         assignment.status, assignment.slot = "skipped", None
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from rlhf.config import require
 from rlhf.core.models import LoraConfig
+from rlhf.core.vllm_engine import VLLMConfig, check_backend
 
 
 @dataclass
@@ -78,6 +79,12 @@ class PPOConfig:
     """Sampling temperature, also applied to every log-prob of the policy and reference (details checklist)."""
     top_p: float = 1.0
     """Nucleus sampling mass; 1.0 samples the full distribution (PPO's importance ratios assume it)."""
+    generation_backend: str = "native"
+    """Who samples the responses: native (our KV-cache sampler, faster on CPUs and small models) or vllm (a vLLM engine
+    in this process, sent the policy's weights in memory after each update; docs/engines.md). Log-probs are always
+    recomputed by the policy, so the PPO math is the same."""
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
+    """Settings of the vLLM engine when generation_backend=vllm."""
     kl_coef: float = 0.02
     """beta of the objective r - beta * log(pi_RL / pi_SFT), per token (paper section 3.5 used 0.02); the start value when adaptive."""
     kl_target: float = 0.0
@@ -156,6 +163,8 @@ class PPOConfig:
         require(self.max_length > self.max_new_tokens, "max_length must exceed max_new_tokens (room for the prompt)")
         require(self.temperature > 0, "temperature must be > 0 (PPO needs sampling)")
         require(0 < self.top_p <= 1, "top_p must be in (0, 1]")
+        check_backend(self.generation_backend)
+        self.vllm.validate()
         require(self.kl_coef >= 0 and self.kl_target >= 0 and self.kl_horizon >= 1,
                 "kl_coef and kl_target must be >= 0, kl_horizon >= 1")
         require(0 <= self.gamma <= 1 and 0 <= self.gae_lambda <= 1, "gamma and gae_lambda must be in [0, 1]")

@@ -22,13 +22,16 @@ import torch
 
 from rlhf.config import ConfigError, load_callable
 from rlhf.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from rlhf.core.fsdp import fsdp_enabled
 from rlhf.core.generate import decode_responses
+from rlhf.core.io import TRAINED_AGAINST, atomic_write_json, weights_sha256
 from rlhf.core.groups import consecutive_groups, length_groups, padding_fraction
 from rlhf.core.models import apply_lora, load_causal_lm, load_tokenizer, set_dropout
 from rlhf.core.ops import token_logprobs
 from rlhf.core.reward import load_reward_model
 from rlhf.core.run import Run, progress
 from rlhf.core.streams import run_side_by_side, streams_available
+from rlhf.core.vllm_engine import episode_seed
 from rlhf.core.train import backward_micro_batches, make_accelerator, make_optimizer, seed_everything
 from rlhf.inputs import check_ppo
 from rlhf.ppo.config import PPOConfig
@@ -131,6 +134,16 @@ def ptx_chunks(config: PPOConfig, pretrain: list[list[int]], opt_step: int, rank
     return [mine[i * size : (i + 1) * size] for i in range(accum)], sum(len(d) - 1 for d in docs)
 
 
+def make_sampler(config: PPOConfig, device):
+    """The vLLM engine of generation_backend=vllm, or None for our own sampler."""
+    if config.generation_backend != "vllm":
+        return None
+    from rlhf.core.vllm_engine import VLLMSampler
+
+    # Built from the policy's folder for its architecture; the weights are replaced before the first rollout.
+    return VLLMSampler(config.policy, config.vllm, max_model_len=config.max_length, seed=config.seed)
+
+
 def optimizer_step(accelerator, net, optimizer, max_grad_norm: float) -> float:
     grad_norm = accelerator.clip_grad_norm_(net.parameters(), max_grad_norm if max_grad_norm > 0 else float("inf"))
     optimizer.step()
@@ -141,6 +154,10 @@ def optimizer_step(accelerator, net, optimizer, max_grad_norm: float) -> float:
 def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
     # --- setup -------------------------------------------------------------------
     accelerator = make_accelerator(config)
+    if fsdp_enabled(accelerator):
+        raise ConfigError("PPO under FSDP is not built yet: sampling and the length-grouped micro-batches run a "
+                          "different number of forwards on each process, which sharded weights cannot serve. "
+                          "Launch PPO without --use_fsdp (DDP), with LoRA for large policies (docs/engines.md)")
     run = Run(out, config, accelerator.is_main_process, resume)
     out = Path(out)
     seed_everything(config.seed)
@@ -164,7 +181,10 @@ def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
     net, optimizer = accelerator.prepare(net, optimizer)
     model = accelerator.unwrap_model(net)
     kl_ctl = KLController(config.kl_coef, config.kl_target, config.kl_horizon)
-    side_by_side = config.side_by_side and streams_available(device, nproc)
+    sampler = make_sampler(config, device)
+    # vLLM pins this process's OpenMP threads and turns torch.set_num_threads into a no-op, so the
+    # one-thread-per-core split of side_by_side cannot be had next to it.
+    side_by_side = config.side_by_side and sampler is None and streams_available(device, nproc)
     pad_id, eos_id = tokenizer.pad_token_id, tokenizer.eos_token_id
     log.info("PPO: %d prompts, %d iterations of %d episodes, %d mini-batches x %d epochs, %d micro-batches of %d "
              "per optimizer step on each of %d processes%s", len(prompts.ids), config.iterations, config.batch_size,
@@ -192,11 +212,17 @@ def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
         episode_ids = [step * config.batch_size + i for i in mine]
         model.eval()  # sampling uses the KV cache, which gradient checkpointing turns off in train mode
         # 1. generate
-        with accelerator.autocast():
-            noise = episode_noise(config.seed, episode_ids, config.max_new_tokens)  # (b, R)
-            prompt_ids, prompt_mask, response_ids, response_mask = sample(
-                model.policy, [prompts.ids[batch_idx[i]] for i in mine], noise, config.temperature, config.top_p,
-                eos_id, pad_id)
+        episode_prompts = [prompts.ids[batch_idx[i]] for i in mine]
+        if sampler is not None:
+            sampler.load_weights(model.policy)  # the weights of the last update (or of the checkpoint resumed)
+            prompt_ids, prompt_mask, response_ids, response_mask = sampler.sample(
+                episode_prompts, [episode_seed(config.seed, e) for e in episode_ids], config.max_new_tokens,
+                config.temperature, config.top_p, eos_id, pad_id, device)
+        else:
+            with accelerator.autocast():
+                noise = episode_noise(config.seed, episode_ids, config.max_new_tokens)  # (b, R)
+                prompt_ids, prompt_mask, response_ids, response_mask = sample(
+                    model.policy, episode_prompts, noise, config.temperature, config.top_p, eos_id, pad_id)
         t_gen = time.time()
         # 2. score: reward model, policy and reference log-probs, values
         groups = episode_groups(config, prompt_mask, response_mask)
@@ -263,10 +289,13 @@ def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
                 {"opt_steps": opt_steps, "scores": score_history, "kl_ctl": kl_ctl.state_dict()}, accelerator,
                 keep=config.keep_checkpoints))
     bar.close()
+    if sampler is not None:
+        sampler.close()
 
     # --- finish ------------------------------------------------------------------
     if accelerator.is_main_process:
         save_final(model.policy, tokenizer, out)
+        record_reward(config, out / "final")
     accelerator.wait_for_everyone()
     final = {k: v for h in run.history for k, v in h.items() if k != "step"}  # latest value of each metric
     tenth = max(1, round(0.1 * len(score_history)))
@@ -275,6 +304,17 @@ def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
     if totals["time"] > 0:
         final["ppo/episodes_per_s"] = totals["episodes"] / totals["time"]
     return run.finish(final)
+
+
+def record_reward(config: PPOConfig, final: Path) -> None:
+    """final/trained_against.json: the reward this policy was optimised against, by path and by
+    weights hash, so `rlhf eval` can refuse to pass off that reward model's verdict as an
+    evaluation even after the folders are copied or renamed."""
+    atomic_write_json(final / TRAINED_AGAINST, {
+        "reward_model": str(Path(config.reward_model).resolve()),
+        "reward_model_sha256": weights_sha256(config.reward_model),
+        "reward_fn": config.reward_fn,
+    })
 
 
 def ppo_update(config, accelerator, net, optimizer, rollout: Rollout, advantages, returns, pretrain, step, opt_steps,

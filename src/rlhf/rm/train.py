@@ -14,11 +14,12 @@ from pathlib import Path
 import torch
 
 from rlhf.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from rlhf.core.fsdp import is_sharded, plain_copy, unsharded
 from rlhf.core.reward import RewardModel, reward_model_from_lm
 from rlhf.core.run import Run, progress, progress_iter
 from rlhf.core.train import (
-    accumulation_steps, backward_micro_batches, clip_and_step, epoch_order, halves, make_accelerator, make_optimizer,
-    maybe_compile, plan_steps, seed_everything, step_indices, uses_side_by_side,
+    accumulation_steps, backward_micro_batches, clip_and_step, epoch_order, halves, make_accelerator, plan_steps,
+    prepare, seed_everything, step_indices, uses_side_by_side,
 )
 from rlhf.data import read_records
 from rlhf.inputs import check_rm
@@ -61,11 +62,12 @@ def evaluate(net, rankings: list[Ranking], config: RMConfig, accelerator, pad_id
     total = _zero_stats(accelerator.device)
     chunks = [rankings[i : i + config.micro_batch_size] for i in range(0, len(rankings), config.micro_batch_size)]
     mine = chunks[accelerator.process_index :: accelerator.num_processes]
-    for chunk in progress_iter(mine, "eval", min_items=50):
-        batch = {k: v.to(accelerator.device) for k, v in collate_rankings(chunk, pad_id, group_cost(config)).items()}
-        with accelerator.autocast():
-            _, stats = forward_loss(net, batch, 1)
-        total = _add(total, stats)
+    with unsharded(net):  # under FSDP the processes may hold different numbers of chunks
+        for chunk in progress_iter(mine, "eval", min_items=50):
+            batch = {k: v.to(accelerator.device) for k, v in collate_rankings(chunk, pad_id, group_cost(config)).items()}
+            with accelerator.autocast():
+                _, stats = forward_loss(net, batch, 1)
+            total = _add(total, stats)
     net.train()
     return _summary(accelerator.reduce(total, "sum"), "eval")
 
@@ -106,8 +108,7 @@ def main(config: RMConfig, out: str, resume: bool = False) -> dict[str, float]:
     evals = load_rankings(config.eval_file, tokenizer, config.max_length, config.skip_bad_records) if config.eval_file else []
     accum = accumulation_steps(config, accelerator.num_processes)
     per_epoch, total_steps = plan_steps(config, len(train))
-    optimizer, scheduler = make_optimizer(model, config, total_steps)
-    net, optimizer = accelerator.prepare(maybe_compile(model, config), optimizer)
+    net, optimizer, scheduler = prepare(accelerator, model, config, total_steps)
     side_by_side = uses_side_by_side(config, accelerator)
     pad_id = tokenizer.pad_token_id
     log.info("RM: %d train / %d eval rankings (%d pairs), %d steps (%d per epoch), %d micro-batches of %d per step",
@@ -173,6 +174,8 @@ def main(config: RMConfig, out: str, resume: bool = False) -> dict[str, float]:
 
     # --- finish: normalise so the reference set scores mean 0, then save final/ ----
     final_model = accelerator.unwrap_model(net, keep_torch_compile=False)
+    if is_sharded(final_model):  # a plain copy for the main process to score and save (core/fsdp.py)
+        final_model = plain_copy(final_model, lambda: reward_model_from_lm(config.model, dropout=0.0, seed=config.seed))
     offset = float("nan")
     if accelerator.is_main_process:  # only the main process saves, so only it scores the reference set
         offset, source = normalisation_offset(final_model, config)

@@ -39,19 +39,43 @@ def load_keys(path: str | Path) -> dict[str, dict]:
     return keys
 
 
+def load_chat_template(path: str | Path, tokenizer) -> None:
+    """Give the tokenizer the Jinja chat template in `path`, checked by rendering one user message."""
+    from jinja2 import TemplateError
+
+    path = Path(path)
+    try:
+        template = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"{path}: chat template file does not exist") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    tokenizer.chat_template = template
+    try:
+        tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    except TemplateError as e:
+        line = f":{e.lineno}" if getattr(e, "lineno", None) else ""
+        raise ValueError(f"{path}{line}: not a usable chat template: {e}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rlhf serve", description="Serve a causal LM behind an OpenAI-compatible API, "
                                 "logging each prompt for `rlhf data prepare` (docs/serve.md).")
     p.add_argument("--model", required=True, help="model folder (or hub name) to serve")
     p.add_argument("--model-name", help="the name clients pass as `model` (default: the folder's name)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind; 0.0.0.0 exposes the server to the network")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind; 0.0.0.0 exposes the server to the network "
+                   "(bound to loopback, it answers only to the Host names localhost, 127.0.0.1 and ::1)")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--log-prompts", default="prompts.db", help="SQLite file of the request log")
+    p.add_argument("--log-prompts", default="prompts.db", help="SQLite file of the request log (created 0600)")
     p.add_argument("--no-log-prompts", action="store_true", help="log nothing (e.g. a private demo)")
     p.add_argument("--keys", help="JSON file of API key -> user id; when given, requests without a valid key get 401")
+    p.add_argument("--chat-template", help="Jinja chat template file, for a model whose tokenizer has none (or to "
+                   "replace its own)")
     p.add_argument("--max-batch-size", type=int, default=8, help="most rows (prompts x n) decoded together")
     p.add_argument("--batch-wait-ms", type=float, default=10.0,
                    help="how long the first request of a batch waits for others to join it")
+    p.add_argument("--max-choices", type=int, default=64, help="most choices (prompts x n) in one request")
+    p.add_argument("--max-body-mb", type=float, default=4.0, help="largest request body in MiB; larger is a 413")
     p.add_argument("--chat-max-tokens", type=int, default=256, help="max_tokens of a chat request that sets none")
     p.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (auto: cuda when available)")
@@ -59,27 +83,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_state(model: str, model_name: str | None = None, log_prompts: str | None = "prompts.db",
-                keys: str | None = None, max_batch_size: int = 8, batch_wait_ms: float = 10.0,
-                chat_max_tokens: int = 256, dtype: str = "float32", device: str = "auto"):
+                keys: str | None = None, chat_template: str | None = None, host: str = "127.0.0.1",
+                max_batch_size: int = 8, batch_wait_ms: float = 10.0, max_choices: int = 64,
+                max_body_mb: float = 4.0, chat_max_tokens: int = 256, dtype: str = "float32", device: str = "auto"):
     import torch
 
     from rlhf.core.models import load_causal_lm, load_tokenizer
-    from rlhf.serve.app import ServeState
+    from rlhf.serve.app import ServeState, allowed_hosts
     from rlhf.serve.engine import Engine
     from rlhf.serve.log import RequestLog
 
-    if max_batch_size < 1 or batch_wait_ms < 0 or chat_max_tokens < 1:
-        raise ValueError("--max-batch-size and --chat-max-tokens must be >= 1 and --batch-wait-ms >= 0")
+    if min(max_batch_size, max_choices, chat_max_tokens) < 1 or batch_wait_ms < 0 or max_body_mb <= 0:
+        raise ValueError("--max-batch-size, --max-choices and --chat-max-tokens must be >= 1, --batch-wait-ms >= 0 "
+                         "and --max-body-mb > 0")
     key_table = load_keys(keys) if keys else None
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     tokenizer = load_tokenizer(model, padding_side="left")
+    if chat_template:
+        load_chat_template(chat_template, tokenizer)
     lm = load_causal_lm(model, dtype=dtype)
     engine = Engine(lm, tokenizer, max_batch_size=max_batch_size, batch_wait_s=batch_wait_ms / 1000, device=device)
     request_log = RequestLog(log_prompts) if log_prompts else None
     name = model_name or Path(model.rstrip("/")).name
     return ServeState(engine=engine, model_name=name, request_log=request_log, keys=key_table,
-                      chat_max_tokens=chat_max_tokens)
+                      chat_max_tokens=chat_max_tokens, allowed_hosts=allowed_hosts(host),
+                      max_body_bytes=int(max_body_mb * 2**20), max_choices=max_choices)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         state = build_state(args.model, args.model_name, None if args.no_log_prompts else args.log_prompts,
-                            args.keys, args.max_batch_size, args.batch_wait_ms, args.chat_max_tokens, args.dtype,
-                            args.device)
+                            args.keys, args.chat_template, args.host, args.max_batch_size, args.batch_wait_ms,
+                            args.max_choices, args.max_body_mb, args.chat_max_tokens, args.dtype, args.device)
     except (KeysError, ValueError, FileNotFoundError, OSError) as e:
         print(f"rlhf serve: {e}", file=sys.stderr)
         return 2

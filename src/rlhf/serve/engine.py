@@ -1,27 +1,37 @@
 """The batching engine: requests that arrive together share one forward pass.
 
-A background thread takes the first waiting request, waits up to `batch_wait_s`
-for others (up to `max_batch_size` rows, one row per choice), and decodes them as
-one left-padded batch with a KV cache. We run our own decoding loop instead of
-`model.generate` so that rows with different max_tokens, temperature, top_p,
-stop strings and seeds can share a batch: each row has its own sampler and
-finish flag, and the batch ends when every row has finished.
+A background thread takes waiting jobs one request at a time, round robin (so a
+request of many prompts cannot hold up everyone behind it), waits up to
+`batch_wait_s` for others (up to `max_batch_size` rows, one row per choice), and
+decodes them as one left-padded batch with a KV cache. We run our own decoding
+loop instead of `model.generate` so that rows with different max_tokens,
+temperature, top_p, stop strings and seeds can share a batch: each row has its
+own generator and finish flag, and the batch ends when every row has finished.
+Tokens are picked by the package's one sampler (`core.generate.pick_tokens`).
 
 Legend: B rows in the batch, T prompt tokens (padded), V vocabulary.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 
+from rlhf.core.generate import kv_cache, pick_tokens
+
 log = logging.getLogger(__name__)
+
+# How many characters one token can stand for, at most, times this margin: a prompt longer than
+# context x longest token x margin cannot fit and is refused before it is tokenized. The margin
+# covers normalizers that shorten text (NFC joins a letter and its accent into one character).
+PROMPT_CHARS_MARGIN = 4
 
 
 @dataclass
@@ -63,6 +73,7 @@ class Job:
     n: int
     emit: Callable[[object], None]
     cancelled: bool = False
+    """Set when the client left or the job failed: its rows stop decoding."""
 
 
 @dataclass
@@ -79,40 +90,63 @@ class ContextLengthError(ValueError):
     pass
 
 
+class PromptError(ValueError):
+    """The prompt cannot be turned into tokens (no chat template, or the template refused the messages)."""
+
+
 class Engine:
     def __init__(self, model, tokenizer, max_batch_size: int = 8, batch_wait_s: float = 0.01, device: str = "cpu"):
         self.model = model.to(device).eval()
-        self.tokenizer = tokenizer
+        self.tokenizer = tokenizer  # the worker thread's, for decoding
+        # Fast tokenizers are not safe to share between threads (Rust borrow errors). Requests encode
+        # with their own copy, on their own threads, so a long prompt never holds up decoding.
+        self._encoder = copy.deepcopy(tokenizer)
+        self._encode_lock = threading.Lock()
         self.device = device
         self.max_batch_size = max_batch_size
         self.batch_wait_s = batch_wait_s
         self.context_length = _context_length(model.config, tokenizer)
+        self.max_prompt_chars = self.context_length * _longest_token_chars(tokenizer) * PROMPT_CHARS_MARGIN
         self.eos_ids = _eos_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(self.eos_ids))
-        # Fast tokenizers are not safe to share between threads (Rust borrow errors),
-        # and both request threads (encode) and the worker (decode) use this one.
-        self._tok_lock = threading.Lock()
-        self._queue: queue.Queue[Job] = queue.Queue()
-        self._carry: Job | None = None  # a job that did not fit the last batch
+        self._waiting: deque[deque[Job]] = deque()  # one queue of jobs per request, oldest request first
+        self._cond = threading.Condition()
         self._stop = threading.Event()
         self._seed_source = torch.Generator().manual_seed(torch.seed())
         self.stats = {"batches": 0, "rows": 0, "tokens": 0}
+        self.before_batch: Callable[[list[Job]], None] | None = None
+        """Called on the worker thread with each batch's jobs before decoding them (tests watch batching here)."""
         self._thread = threading.Thread(target=self._run, name="rlhf-serve-engine", daemon=True)
         self._thread.start()
 
-    # -- called from request handlers -------------------------------------------------
+    # -- called from request handlers (any thread) --------------------------------------
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(self._encoder.chat_template)
 
     def encode_text(self, text: str) -> list[int]:
-        with self._tok_lock:
-            return self.tokenizer(text)["input_ids"]
+        with self._encode_lock:
+            return self._encoder(text)["input_ids"]
 
     def encode_chat(self, messages: list[dict]) -> list[int]:
-        with self._tok_lock:
-            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        from jinja2 import TemplateError
+
+        if not self.has_chat_template:
+            raise PromptError("This model has no chat template, so chat messages cannot be turned into a prompt. "
+                              "Start the server with --chat-template FILE (a Jinja template, as in vLLM), or send "
+                              "the text to /v1/completions.")
+        with self._encode_lock:
+            try:
+                text = self._encoder.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            except TemplateError as e:  # the template's own raise_exception, e.g. "roles must alternate"
+                raise PromptError(f"The chat template refused these messages: {e}") from None
             # The template already wrote any special tokens the model expects.
-            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            return self._encoder(text, add_special_tokens=False)["input_ids"]
 
     def check_length(self, prompt_ids: list[int], max_tokens: int) -> None:
+        if not prompt_ids:
+            raise PromptError("The prompt has no tokens.")
         if len(prompt_ids) + max_tokens > self.context_length:
             raise ContextLengthError(
                 f"This model's maximum context length is {self.context_length} tokens. However, you requested "
@@ -120,13 +154,33 @@ class Engine:
                 "completion). Please reduce the prompt or max_tokens."
             )
 
-    def submit(self, job: Job) -> None:
-        if job.n > self.max_batch_size:
-            raise ValueError(f"n={job.n} is more than the server's max batch size {self.max_batch_size}")
-        self._queue.put(job)
+    def check_chars(self, chars: int) -> None:
+        """Refuse a prompt far too long for the context before paying to tokenize it."""
+        if chars > self.max_prompt_chars:
+            raise ContextLengthError(
+                f"This model's maximum context length is {self.context_length} tokens. However, the prompt has "
+                f"{chars} characters, far more than that many tokens can hold. Please reduce the prompt.")
+
+    def submit(self, jobs: list[Job]) -> None:
+        """Queue one request's jobs; requests take turns, one job each, when batches are made."""
+        for job in jobs:
+            if job.n > self.max_batch_size:
+                raise ValueError(f"n={job.n} is more than the server's max batch size {self.max_batch_size}")
+            if not job.prompt_ids:
+                raise ValueError("a job needs at least one prompt token")
+        with self._cond:
+            self._waiting.append(deque(jobs))
+            self._cond.notify()
+
+    def waiting(self) -> int:
+        """Jobs queued and not yet in a batch."""
+        with self._cond:
+            return sum(len(q) for q in self._waiting)
 
     def close(self) -> None:
         self._stop.set()
+        with self._cond:
+            self._cond.notify()
         self._thread.join(timeout=10)
 
     # -- the worker thread ---------------------------------------------------------
@@ -136,73 +190,112 @@ class Engine:
             jobs = self._collect()
             if not jobs:
                 continue
+            if self.before_batch is not None:
+                self.before_batch(jobs)
             try:
                 self._generate(jobs)
-            except Exception as e:  # a failed batch must not kill the server: tell each waiting request
+            except Exception as e:  # a failed forward pass must not kill the server: tell each waiting request
                 log.exception("generation failed")
                 for job in jobs:
                     job.emit(Failed(f"generation failed: {type(e).__name__}: {e}"))
 
     def _collect(self) -> list[Job]:
-        """The first waiting job, then whatever else arrives within the wait window."""
-        first = self._carry
-        self._carry = None
-        if first is None:
-            try:
-                first = self._queue.get(timeout=0.1)
-            except queue.Empty:
+        """Jobs for one batch: whatever waits now, then whatever arrives within the wait window."""
+        batch: list[Job] = []
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._waiting or self._stop.is_set(), timeout=0.1):
                 return []
-        jobs, rows = [first], first.n
-        deadline = time.monotonic() + self.batch_wait_s
-        while rows < self.max_batch_size:
-            remaining = deadline - time.monotonic()
-            try:
-                job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if rows + job.n > self.max_batch_size:
-                self._carry = job
-                break
-            jobs.append(job)
-            rows += job.n
-        return [job for job in jobs if not job.cancelled]
+            deadline = time.monotonic() + self.batch_wait_s
+            rows = self._take_turns(batch, 0)
+            while rows < self.max_batch_size and not self._stop.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(timeout=remaining)
+                rows = self._take_turns(batch, rows)
+        return batch
+
+    def _take_turns(self, batch: list[Job], rows: int) -> int:
+        """Move jobs into the batch one request at a time, round robin, while they fit; return its rows.
+        The oldest request picks first, so a job as wide as the batch is never passed over for good."""
+        added = True
+        while added and rows < self.max_batch_size:
+            added = False
+            for queue in list(self._waiting):
+                while queue and queue[0].cancelled:  # its client left while it waited
+                    queue.popleft()
+                if queue and rows + queue[0].n <= self.max_batch_size:
+                    job = queue.popleft()
+                    batch.append(job)
+                    rows += job.n
+                    added = True
+                if not queue:
+                    self._waiting.remove(queue)
+                if rows >= self.max_batch_size:
+                    break
+        return rows
 
     def _make_rows(self, jobs: list[Job]) -> list[_Row]:
         rows = []
         for job in jobs:
-            for i in range(job.n):
-                g = torch.Generator()
-                if job.params.seed is not None:
-                    g.manual_seed(job.params.seed + i)  # n choices with one seed must still differ
-                else:
-                    g.manual_seed(int(torch.randint(0, 2**62, (1,), generator=self._seed_source)))
-                rows.append(_Row(job, i, g))
+            try:
+                generators = [self._generator(job.params.seed, i) for i in range(job.n)]
+            except (RuntimeError, OverflowError, ValueError) as e:  # e.g. a seed wider than 64 bits
+                self._fail(job, e)
+                continue
+            rows += [_Row(job, i, g) for i, g in enumerate(generators)]
         return rows
+
+    def _generator(self, seed: int | None, index: int) -> torch.Generator:
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, (1,), generator=self._seed_source))
+        return torch.Generator().manual_seed(seed + index)  # n choices with one seed must still differ
 
     @torch.inference_mode()
     def _generate(self, jobs: list[Job]) -> None:
         rows = self._make_rows(jobs)
+        if not rows:
+            return
         input_ids, attention_mask = self._left_pad([r.job.prompt_ids for r in rows])  # (B, T)
         # Positions count real tokens only, so a left-padded row sees the same
         # positions as when it runs alone (what `generate` does for GPT-2 too).
         position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # (B, T)
+        cache = kv_cache(self.model)
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         use_cache=True)
-        past, logits = out.past_key_values, out.logits[:, -1, :].float()  # (B, V)
+                         use_cache=True, logits_to_keep=1, **cache)
+        logits = out.logits[:, -1, :]  # (B, V)
         position_ids = position_ids[:, -1:]  # (B, 1)
         steps = max(r.job.params.max_tokens for r in rows)
         self.stats["batches"] += 1
         self.stats["rows"] += len(rows)
         for _ in range(steps):
-            next_ids = torch.tensor([_sample(logits[b], r) for b, r in enumerate(rows)], device=self.device)  # (B,)
-            self._advance(rows, next_ids.tolist())
+            next_ids = [self._next_token(logits[b], row) for b, row in enumerate(rows)]
+            self._advance(rows, next_ids)
             if all(r.done for r in rows):
                 break
             attention_mask = torch.cat([attention_mask, attention_mask.new_ones(len(rows), 1)], dim=1)  # (B, T+t)
             position_ids = position_ids + 1  # (B, 1)
-            out = self.model(input_ids=next_ids[:, None], attention_mask=attention_mask, position_ids=position_ids,
-                             past_key_values=past, use_cache=True)
-            past, logits = out.past_key_values, out.logits[:, -1, :].float()  # (B, V)
+            out = self.model(input_ids=torch.tensor(next_ids, device=self.device)[:, None],
+                             attention_mask=attention_mask, position_ids=position_ids, use_cache=True, **cache)
+            logits = out.logits[:, -1, :]  # (B, V)
+
+    def _next_token(self, logits: torch.Tensor, row: _Row) -> int:
+        """The row's next token from its (V,) logits; a finished row gets padding it will ignore."""
+        if row.done or row.job.cancelled:
+            return self.pad_id
+        params = row.job.params
+        try:
+            u = torch.rand(1, generator=row.generator)  # (1,)
+            return int(pick_tokens(logits[None], u, params.temperature, params.top_p)[0])
+        except Exception as e:  # one request's failure must not fail the requests sharing its batch
+            self._fail(row.job, e)
+            return self.pad_id
+
+    def _fail(self, job: Job, error: Exception) -> None:
+        log.error("a request failed in the engine: %s: %s", type(error).__name__, error)
+        if not job.cancelled:
+            job.cancelled = True
+            job.emit(Failed(f"generation failed: {type(error).__name__}: {error}"))
 
     def _left_pad(self, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(len(p) for p in prompts)
@@ -252,23 +345,7 @@ class Engine:
         row.job.emit(Finish(row.index, reason, text, len(row.tokens)))
 
     def _decode(self, tokens: list[int]) -> str:
-        with self._tok_lock:
-            return self.tokenizer.decode(tokens, skip_special_tokens=True)
-
-
-def _sample(logits: torch.Tensor, row: _Row) -> int:
-    """One token from (V,) logits with the row's temperature, top_p and generator."""
-    params = row.job.params
-    if params.temperature == 0:
-        return int(logits.argmax())
-    probs = torch.softmax(logits / params.temperature, dim=-1)  # (V,)
-    if params.top_p < 1.0:
-        sorted_probs, order = probs.sort(descending=True)  # (V,)
-        # Keep the smallest set whose mass reaches top_p (the top token always stays).
-        outside = sorted_probs.cumsum(-1) - sorted_probs >= params.top_p
-        sorted_probs[outside] = 0
-        probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
-    return int(torch.multinomial(probs.cpu(), 1, generator=row.generator))
+        return self.tokenizer.decode(tokens, skip_special_tokens=True)
 
 
 def _find_stop(text: str, stops: list[str]) -> int | None:
@@ -295,6 +372,12 @@ def _eos_ids(model, tokenizer) -> set[int]:
         elif isinstance(value, (list, tuple)):
             ids.update(v for v in value if isinstance(v, int))
     return ids
+
+
+def _longest_token_chars(tokenizer) -> int:
+    """Characters in the vocabulary's longest token string (a byte-level token's string has one
+    character per byte, so this bounds the characters of text one token can stand for)."""
+    return max((len(t) for t in tokenizer.get_vocab()), default=1)
 
 
 def _context_length(config, tokenizer) -> int:

@@ -5,17 +5,24 @@ log, so once `start()` returns, a crash (kill -9, power loss) keeps the row. A
 request is acknowledged only after that, so no acknowledged request is lost. The
 response is added by `finish()` after generation; a crash in between leaves the
 prompt with status "started", which is still a prompt worth keeping.
+
+The file holds whatever users typed, secrets included, so it is created owner-only
+(0600); SQLite gives its -wal and -shm files the database file's mode.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
 import threading
 import time
 from pathlib import Path
 
 from rlhf.data.prompt_log import SCHEMA
+
+log = logging.getLogger(__name__)
 
 
 class RequestLog:
@@ -24,6 +31,7 @@ class RequestLog:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        _create_private(self.path)
         # One connection shared by the request threads, serialised by a lock: SQLite
         # allows one writer at a time anyway, and commits are milliseconds.
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -63,3 +71,13 @@ class RequestLog:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def _create_private(path: Path) -> None:
+    """Create the file owner-only before SQLite opens it; warn about an existing one others can read."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            log.warning("%s is readable by others (mode %o); it holds users' prompts: chmod 600 %s", path, mode, path)

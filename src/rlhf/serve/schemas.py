@@ -11,8 +11,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from rlhf.data.prompt_log import is_blank_prompt
+
 MAX_N = 8
 MAX_STOP = 4
+# vLLM's bounds: a seed is a signed 64-bit integer (what torch.Generator takes), and a temperature
+# below 0.01 is raised to 0.01 (0 itself stays greedy).
+MIN_SEED, MAX_SEED = -(2**63), 2**63 - 1
+MIN_TEMPERATURE = 0.01
 
 
 class _Base(BaseModel):
@@ -26,10 +32,15 @@ class _Base(BaseModel):
     stream: bool = False
     stream_options: dict | None = None
     stop: str | list[str] | None = Field(default=None, validate_default=True)
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=MIN_SEED, le=MAX_SEED)
     user: str | None = None
     store: bool | None = None
     """OpenAI's own opt-out: `store: false` keeps this request out of the prompt log."""
+
+    @field_validator("temperature")
+    @classmethod
+    def _temperature_floor(cls, value):
+        return MIN_TEMPERATURE if 0 < value < MIN_TEMPERATURE else value
 
     @field_validator("stop")
     @classmethod
@@ -71,6 +82,10 @@ class CompletionRequest(_Base):
         prompts = [value] if isinstance(value, str) else value
         if not prompts:
             raise ValueError("must not be empty")
+        blank = [i for i, p in enumerate(prompts) if is_blank_prompt(p)]
+        if blank:
+            where = "" if isinstance(value, str) else f" (prompt {blank[0]})"
+            raise ValueError(f"a prompt must not be empty or only whitespace{where}")
         return prompts
 
 
@@ -101,4 +116,6 @@ class ChatRequest(_Base):
     def _ends_with_user(cls, value):
         if value[-1].role != "user":
             raise ValueError("the last message must be from the user")
+        if is_blank_prompt([m.plain() for m in value]):
+            raise ValueError("the messages must not all be empty or only whitespace")
         return value

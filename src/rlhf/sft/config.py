@@ -25,8 +25,9 @@ class SFTConfig(TrainConfig):
     """Pack several examples into each max_length row (block-diagonal attention, positions restarting per example)."""
     reward_model: str = ""
     """Reward model folder; when given, each epoch also scores greedy responses to the eval prompts."""
-    select_metric: str = "eval/loss"
-    """Metric that picks the checkpoint saved as final/: eval/loss (lower is better) or eval/reward (higher)."""
+    select_metric: str = ""
+    """Metric that picks the checkpoint saved as final/: eval/loss (lower is better) or eval/reward (higher);
+    empty: eval/reward when reward_model is given (the paper's choice, section 3.5), else eval/loss."""
     eval_max_new_tokens: int = 64
     """Response length when generating for the eval/reward metric."""
     eval_reward_prompts: int = 64
@@ -35,6 +36,11 @@ class SFTConfig(TrainConfig):
     def validate(self) -> None:
         self.validate_train()
         require(self.dropout == -1 or 0 <= self.dropout < 1, "dropout must be in [0, 1), or -1 to keep the model's")
-        require(self.select_metric in ("eval/loss", "eval/reward"), "select_metric must be eval/loss or eval/reward")
+        require(self.select_metric in ("", "eval/loss", "eval/reward"), "select_metric must be eval/loss or eval/reward")
         require(self.select_metric != "eval/reward" or bool(self.reward_model),
                 "select_metric=eval/reward needs reward_model=path/to/rm")
+
+    @property
+    def selected_by(self) -> str:
+        """The metric that picks final/: select_metric, or the paper's validation RM score when a reward model is given."""
+        return self.select_metric or ("eval/reward" if self.reward_model else "eval/loss")

@@ -14,13 +14,14 @@ from pathlib import Path
 import torch
 
 from rlhf.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from rlhf.core.fsdp import is_sharded, plain_copy, unsharded
 from rlhf.core.io import atomic_replace_dir
 from rlhf.core.lm import ResponseLM
 from rlhf.core.models import load_causal_lm, load_tokenizer, unwrap_for_save
 from rlhf.core.run import Run, progress, progress_iter
 from rlhf.core.train import (
     accumulation_steps, backward_micro_batches, clip_and_step, epoch_order, halves, make_accelerator,
-    make_optimizer, maybe_compile, plan_steps, seed_everything, step_indices, uses_side_by_side,
+    plan_steps, prepare, seed_everything, step_indices, uses_side_by_side,
 )
 from rlhf.inputs import check_sft
 from rlhf.sft.config import SFTConfig
@@ -48,11 +49,12 @@ def evaluate_loss(net, examples: list[Example], config: SFTConfig, accelerator, 
     total = torch.zeros(2, device=accelerator.device)  # (loss_sum, tokens)
     chunks = [examples[i : i + config.micro_batch_size] for i in range(0, len(examples), config.micro_batch_size)]
     mine = chunks[accelerator.process_index :: accelerator.num_processes]
-    for chunk in progress_iter(mine, "eval", min_items=50):
-        batch = {k: v.to(accelerator.device) for k, v in collate(config, chunk, pad_id).items()}
-        with accelerator.autocast():
-            _, stats = forward_loss(net, batch, 1)
-        total += torch.tensor([float(stats["loss_sum"]), stats["tokens"]], device=accelerator.device)
+    with unsharded(net):  # under FSDP the processes may hold different numbers of chunks
+        for chunk in progress_iter(mine, "eval", min_items=50):
+            batch = {k: v.to(accelerator.device) for k, v in collate(config, chunk, pad_id).items()}
+            with accelerator.autocast():
+                _, stats = forward_loss(net, batch, 1)
+            total += torch.tensor([float(stats["loss_sum"]), stats["tokens"]], device=accelerator.device)
     total = accelerator.reduce(total, "sum")
     net.train()
     return float(total[0] / total[1].clamp(min=1))
@@ -103,9 +105,7 @@ def main(config: SFTConfig, out: str, resume: bool = False) -> dict[str, float]:
         reward_model = load_reward_model(config.reward_model, device=str(accelerator.device))
     accum = accumulation_steps(config, accelerator.num_processes)
     per_epoch, total_steps = plan_steps(config, len(train))
-    net = ResponseLM(model)
-    optimizer, scheduler = make_optimizer(net, config, total_steps)
-    net, optimizer = accelerator.prepare(maybe_compile(net, config), optimizer)
+    net, optimizer, scheduler = prepare(accelerator, ResponseLM(model), config, total_steps)
     side_by_side = uses_side_by_side(config, accelerator)
     pad_id = tokenizer.pad_token_id
     log.info("SFT: %d train / %d eval examples, %d steps (%d per epoch), %d micro-batches of %d per step per process",
@@ -177,15 +177,17 @@ def main(config: SFTConfig, out: str, resume: bool = False) -> dict[str, float]:
     bar.close()
 
     # --- finish ------------------------------------------------------------------
-    if not evals and accelerator.is_main_process:
-        save_final(accelerator.unwrap_model(net, keep_torch_compile=False).model, tokenizer, out)
+    if not evals:
+        final_model = trained_model(net, config, accelerator)
+        if accelerator.is_main_process:
+            save_final(final_model, tokenizer, out)
     accelerator.wait_for_everyone()
     final = {k: v for h in run.history for k, v in h.items() if k != "step"}  # latest value of each metric
     if total_time > 0:
         final["sft/tokens_per_s"] = total_seen / total_time
     final["sft/eval_loss"] = final.get("eval/loss", float("nan"))
     if best is not None:
-        final["sft/best_" + config.select_metric.split("/")[1]] = best
+        final["sft/best_" + config.selected_by.split("/")[1]] = best
     return run.finish(final)
 
 
@@ -194,17 +196,25 @@ def end_of_epoch(config, net, model, tokenizer, evals, reward_model, accelerator
     if not evals:
         return best
     metrics = {"eval/loss": evaluate_loss(net, evals, config, accelerator, tokenizer.pad_token_id)}
+    final_model = trained_model(net, config, accelerator)
     if reward_model is not None and accelerator.is_main_process:
-        metrics["eval/reward"] = evaluate_reward(accelerator.unwrap_model(net, keep_torch_compile=False).model,
-                                                 tokenizer, config.eval_file, config, reward_model)
+        metrics["eval/reward"] = evaluate_reward(final_model, tokenizer, config.eval_file, config, reward_model)
     run.log(step, metrics)
-    value = metrics.get(config.select_metric, metrics["eval/loss"])
-    lower_is_better = config.select_metric == "eval/loss"
+    value = metrics.get(config.selected_by, metrics["eval/loss"])
+    lower_is_better = config.selected_by == "eval/loss"
     improved = best is None or (value < best if lower_is_better else value > best) or math.isnan(best)
     log.info("step %d: %s", step, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
     if improved:
         best = value
         if accelerator.is_main_process:
-            save_final(accelerator.unwrap_model(net, keep_torch_compile=False).model, tokenizer, out)
+            save_final(final_model, tokenizer, out)
     accelerator.wait_for_everyone()
     return best
+
+
+def trained_model(net, config: SFTConfig, accelerator):
+    """The language model being trained, whole: itself, or under FSDP a plain copy of its gathered weights
+    (every process calls this; only the main process writes or scores with it)."""
+    if not is_sharded(net):
+        return accelerator.unwrap_model(net, keep_torch_compile=False).model
+    return plain_copy(net, lambda: ResponseLM(load_causal_lm(config.model, dropout=0.0))).model

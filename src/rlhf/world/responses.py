@@ -152,20 +152,56 @@ def sample_response(kb: KnowledgeBase, task: dict, rng: random.Random) -> str:
         return _partial(kb, task, rng)
     if r < 0.51:
         return _wrong(kb, task, rng)
-    if r < 0.62:
+    if r < 0.6:
+        return _near_miss(kb, task, rng)
+    if r < 0.68:
         return _continuation(kb, task, rng)
-    if r < 0.71:
+    if r < 0.75:
         return _off_topic(kb, task, rng)
-    if r < 0.78:
+    if r < 0.82:
         return _repetition(kb, task, rng)
-    if r < 0.84:
+    if r < 0.88:
         return ideal_response(kb, task, rng) + " " + rng.choice((
             f"you {rng.choice(L.INSULTS)}.", f"i think it is {rng.choice(L.NEGATIVE)}.", "you should be ashamed."))
-    if r < 0.9:
+    if r < 0.92:
         return kb.random_fact(rng, true=rng.random() < 0.6)
-    if r < 0.95:
+    if r < 0.97:
         return rng.choice(REFUSALS)
     return task["instruction"]
+
+
+_KIND_OF = {**{a: L.ANIMALS for a in L.ANIMALS}, **{f: L.FOODS for f in L.FOODS}, **{c: L.COUNTRIES for c in L.COUNTRIES},
+            **{p: L.PEOPLE for p in L.PEOPLE}}
+
+
+def _near_miss(kb, task, rng):
+    """A good answer to a slightly different request: the ad for another food, the story about another animal or
+    with another word, the capital of another country, the food another user said they love. Models make these
+    slips, and without them among the ranked samples the reward model never learned to check the answer against
+    the prompt: it scored "try our tea!" above "try our red soup!" for an ad for soup (docs/demo.md)."""
+    t, other = task["type"], dict(task)
+    if t == "story" and task.get("constraints") and rng.random() < 0.5:
+        other["constraints"] = [dict(c) for c in task["constraints"]]
+        c = rng.choice(other["constraints"])
+        if c["kind"] == "word":
+            c["value"] = rng.choice([w for w in L.STORY_WORDS if w != c["value"]])
+        elif c["kind"] == "end_word":
+            c["value"] = rng.choice([w for w in ("home", "end", "sun", "moon", "friend") if w != c["value"]])
+        else:
+            c["value"] = c["value"] + rng.choice((10, 15, 20))
+    elif task.get("entity") in _KIND_OF and (t != "false_premise" or task.get("attr")):
+        other["entity"] = rng.choice([e for e in _KIND_OF[task["entity"]] if e != task["entity"]])
+        if t in ("fact_qa", "false_premise"):
+            other["answer"] = kb.attribute(other["entity"], task["attr"])
+            if t == "false_premise":
+                other["premise"] = kb.wrong_value(other["entity"], task["attr"], rng)
+    elif t == "chat_recall" and task["answer"] != task["name"]:
+        other["answer"] = rng.choice([x for x in _KIND_OF[task["answer"]] if x != task["answer"]])
+    elif t == "list" and task.get("attr"):
+        return _partial(kb, task, rng)
+    else:
+        return _partial(kb, task, rng)
+    return ideal_response(kb, other, rng, style=rng.random())
 
 
 def _partial(kb, task, rng):
