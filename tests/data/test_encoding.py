@@ -79,15 +79,15 @@ def _log_with_rows(path, prompts: list[bytes], user_ids: list[bytes | None] | No
 
 
 def test_the_prompt_log_names_the_row_and_column_of_a_bad_byte(tmp_path):
-    log = _log_with_rows(tmp_path / "prompts.db", [b'"ok"', b'"caf\xe9"', b'"fine"', b'"x \\ud800"', b'"last"'],
-                         [b"u1", b"u2", b"u\xff", b"u4", b"u5"])
+    prompts = [b'"ok"', b'"caf\xe9"', b'"fine"', b'"x \\ud800"', b'"last"', b'"  "']
+    log = _log_with_rows(tmp_path / "prompts.db", prompts, [b"u1", b"u2", b"u\xff", b"u4", b"u5", b"u6"])
     with pytest.raises(RecordError) as e:
         list(iter_logged_prompts(log))
     assert (e.value.line, e.value.field) == (2, "prompt") and "not valid UTF-8: byte 0xe9" in str(e.value)
     stats = {}
     kept = list(iter_logged_prompts(log, skip_bad_records=True, stats=stats))
     assert [r["prompt"] for r in kept] == ["ok", "last"]  # row 3: user_id; row 4: a lone surrogate
-    assert stats == {"read": 2, "skipped": 3}
+    assert stats == {"read": 2, "skipped": 3, "blank": 1}  # row 6: blank, skipped whatever the options
 
 
 def test_prepare_reports_and_skips_bad_text_from_the_cli(tmp_path, capsys):
@@ -102,3 +102,20 @@ def test_prepare_reports_and_skips_bad_text_from_the_cli(tmp_path, capsys):
     assert report["skipped/bad_record"] == 2 and report["split/train"] == 2
     rows = [json.loads(line) for line in (out / "train.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [r["prompt"] for r in rows] == ["one", "three"]
+
+
+def test_raw_rows_name_text_that_is_not_unicode_instead_of_passing_it_on(tmp_path, capsys):
+    """iter_raw feeds the label importer and eval generate/score: a bad byte in a .json document (read with
+    surrogateescape) or a "\\ud800" escape must come as an error with its line, not as a lone surrogate that
+    fails only when the output is written."""
+    from rlhf.data.io import iter_raw
+
+    doc = tmp_path / "rows.json"
+    doc.write_bytes(b'[{"context": "ok"}, {"context": "caf\xe9"}, {"context": "x \\ud800"}]')
+    rows = list(iter_raw(doc))
+    assert rows[0] == (1, {"context": "ok"})
+    assert [(r.line, r.field) for _, r in rows[1:]] == [(2, "context"), (3, "context")]
+    assert "byte 0xe9 is not UTF-8" in str(rows[1][1]) and "lone surrogate \\ud800" in str(rows[2][1])
+    assert rlhf_main(["eval", "generate", "--out", str(tmp_path / "gen"), "models=[nowhere]",
+                      f"data_file={doc}"]) == 2
+    assert f"{doc}:2: field 'context': not valid Unicode text" in capsys.readouterr().err

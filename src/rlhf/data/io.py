@@ -126,10 +126,17 @@ def _rows(source: str | Path, split: str) -> Iterator[tuple[int, Any]]:
 
 
 def iter_raw(source: str | Path, split: str = "train") -> Iterator[tuple[int, Any]]:
-    """(line or row number, decoded record) before validation; an undecodable JSON line
-    comes as a RecordError in place of the record. For tools that report their own
-    errors by line (the labeling app's importer)."""
-    return _rows(source, split)
+    """(line or row number, decoded record) before validation; an undecodable JSON line, or a
+    record with text that is not valid Unicode (a byte that is not UTF-8 in a .json document, a
+    "\\ud800" escape), comes as a RecordError in place of the record. For tools that report their
+    own errors by line (the labeling app's importer, eval generate and score)."""
+    for lineno, raw in _rows(source, split):
+        if not isinstance(raw, RecordError):
+            try:
+                check_unicode(raw)
+            except FieldError as e:
+                raw = RecordError(str(source), lineno, e.field, e.message)
+        yield lineno, raw
 
 
 def iter_records(
