@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
@@ -17,19 +16,6 @@ from rlhf.inputs import InputFile, check_inputs
 from tests.helpers import SAMPLE, run_cli, sft_config
 
 CONVERSATION = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hi."}]
-
-
-@pytest.fixture(scope="module")
-def base_model(tiny_gpt2, tmp_path_factory):
-    """The tiny model without a chat template, as GPT-2 and most base models ship."""
-    path = tmp_path_factory.mktemp("base") / "model"
-    shutil.copytree(tiny_gpt2, path)
-    (path / "chat_template.jinja").unlink()
-    config = json.loads((path / "tokenizer_config.json").read_text())
-    config.pop("chat_template", None)
-    (path / "tokenizer_config.json").write_text(json.dumps(config))
-    assert not load_tokenizer(str(path)).chat_template
-    return path
 
 
 def _jsonl(path, rows):
@@ -46,7 +32,7 @@ def _plain_comparisons(tmp_path):
 
 # --- item 21: inputs checked before the first step ----------------------------------------------
 
-def test_rm_stops_on_a_norm_file_it_cannot_render_before_training(base_model, tmp_path, capsys, monkeypatch):
+def test_rm_stops_on_a_norm_file_it_cannot_render_before_training(templateless_gpt2, tmp_path, capsys, monkeypatch):
     """The issue's case: plain train/eval files, the example's norm_file of chat prompts, a tokenizer
     without a template. It used to train to the end and fail while normalising."""
     from rlhf.rm import train as rm_train
@@ -57,22 +43,22 @@ def test_rm_stops_on_a_norm_file_it_cannot_render_before_training(base_model, tm
     monkeypatch.setattr(rm_train, "backward_micro_batches", trained)
     monkeypatch.setattr(rm_train, "reward_model_from_lm", trained)  # the check comes before the model loads
     pairs = _plain_comparisons(tmp_path)
-    args = ["rm", "--config", "configs/example/rm.yaml", "--out", str(tmp_path / "rm"), f"model={base_model}",
+    args = ["rm", "--config", "configs/example/rm.yaml", "--out", str(tmp_path / "rm"), f"model={templateless_gpt2}",
             f"train_file={pairs}", f"eval_file={pairs}"]
     assert cli_main(args) == 2
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("rlhf rm:")]
     # the first conversation of the example's norm_file is on its line 2
     assert errors == [f"rlhf rm: error: data/sample/demonstrations_valid.jsonl:2: field 'prompt': is a conversation, "
-                      f"and model={base_model} has no chat template to render it: set chat_template= to a built-in "
-                      "(plain, chatml) or a Jinja file, or give plain-string prompts"]
+                      f"and model={templateless_gpt2} has no chat template to render it: set chat_template= to a "
+                      "built-in (plain, chatml) or a Jinja file, or give plain-string prompts"]
     assert "Traceback" not in err
     with pytest.raises(RecordError, match="demonstrations_valid.jsonl:2"):  # --debug keeps the traceback
         cli_main(args + ["--debug"])
 
 
-def test_the_cli_prints_one_error_line_and_exits_2_without_a_traceback(base_model, tmp_path):
-    proc = run_cli("sft", "--out", str(tmp_path / "sft"), f"model={base_model}",
+def test_the_cli_prints_one_error_line_and_exits_2_without_a_traceback(templateless_gpt2, tmp_path):
+    proc = run_cli("sft", "--out", str(tmp_path / "sft"), f"model={templateless_gpt2}",
                    f"train_file={SAMPLE / 'demonstrations_train.jsonl'}", check=False)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
@@ -81,7 +67,7 @@ def test_the_cli_prints_one_error_line_and_exits_2_without_a_traceback(base_mode
     assert not (tmp_path / "sft" / "log.jsonl").exists()
 
 
-def test_sft_checks_eval_file_and_reward_model_template_before_loading_the_model(base_model, tiny_gpt2, tmp_path,
+def test_sft_checks_eval_file_and_reward_model_template_before_loading_the_model(templateless_gpt2, tiny_gpt2, tmp_path,
                                                                                 monkeypatch):
     from rlhf.sft import train as sft_train
 
@@ -91,13 +77,14 @@ def test_sft_checks_eval_file_and_reward_model_template_before_loading_the_model
         sft_train.main(sft_config(tiny_gpt2, eval_file=str(bad)), tmp_path / "a")
     # the reward model scores responses to the eval prompts: its own tokenizer must render them
     with pytest.raises(RecordError, match=r"demonstrations_valid.jsonl:2: .* reward_model=.* has no chat template"):
-        sft_train.main(sft_config(tiny_gpt2, reward_model=str(base_model)), tmp_path / "b")
+        sft_train.main(sft_config(tiny_gpt2, reward_model=str(templateless_gpt2)), tmp_path / "b")
     missing = tmp_path / "nowhere.jsonl"
     with pytest.raises(ConfigError, match=r"eval_file: data file .*nowhere.jsonl does not exist"):
         sft_train.main(sft_config(tiny_gpt2, eval_file=str(missing)), tmp_path / "c")
 
 
-def test_ppo_checks_prompts_and_pretraining_text_before_loading_models(base_model, tiny_gpt2, tmp_path, monkeypatch):
+def test_ppo_checks_prompts_and_pretraining_text_before_loading_models(templateless_gpt2, tiny_gpt2, tmp_path,
+                                                                      monkeypatch):
     from rlhf.ppo import train as ppo_train
     from rlhf.ppo.config import PPOConfig
 
@@ -105,7 +92,7 @@ def test_ppo_checks_prompts_and_pretraining_text_before_loading_models(base_mode
     prompts = _jsonl(tmp_path / "prompts.jsonl", [{"prompt": "plain"}, {"prompt": CONVERSATION}])
 
     def config(**over):
-        base = {"policy": str(base_model), "reward_model": "runs/rm/final", "prompts_file": str(prompts),
+        base = {"policy": str(templateless_gpt2), "reward_model": "runs/rm/final", "prompts_file": str(prompts),
                 "total_episodes": 4, "batch_size": 4, "mini_batch_size": 4, "micro_batch_size": 4, **over}
         return load_config(PPOConfig, None, [f"{k}={v}" for k, v in base.items()])
 
@@ -116,16 +103,64 @@ def test_ppo_checks_prompts_and_pretraining_text_before_loading_models(base_mode
         ppo_train.main(config(policy=str(tiny_gpt2), ptx_coef=1.0, pretrain_file=str(empty)), tmp_path / "b")
 
 
-def test_eval_checks_every_models_template_before_sampling_the_first(base_model, tiny_gpt2, tmp_path, monkeypatch):
+def test_eval_checks_every_models_template_before_sampling_the_first(templateless_gpt2, tiny_gpt2, tmp_path,
+                                                                    monkeypatch):
     from rlhf.eval import run as eval_run
     from rlhf.eval.config import EvalConfig
 
     monkeypatch.setattr(eval_run, "sample_model", lambda *a, **k: pytest.fail("a model sampled first"))
     prompts = _jsonl(tmp_path / "prompts.jsonl", [{"prompt": CONVERSATION}])
-    config = load_config(EvalConfig, None, [f"models=[{tiny_gpt2},{base_model}]", f"prompts_file={prompts}",
+    config = load_config(EvalConfig, None, [f"models=[{tiny_gpt2},{templateless_gpt2}]", f"prompts_file={prompts}",
                                             "judge=judges:longer"])
     with pytest.raises(RecordError, match=r"prompts.jsonl:1: .* models\[1\]=.* has no chat template"):
         eval_run.main(config, tmp_path / "eval")
+    # the reference policy is loaded only after every model has sampled: a wrong folder must not wait for that
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "judges.py").write_text("def longer(prompt, a, b):\n    return 0.5\n")
+    config = load_config(EvalConfig, None, [f"models=[{tiny_gpt2}]", f"prompts_file={prompts}", "judge=judges:longer",
+                                            f"reference={tmp_path / 'no-such-run'}"])
+    with pytest.raises(FileNotFoundError, match="no-such-run does not exist"):
+        eval_run.main(config, tmp_path / "eval2")
+
+
+def _rows(tmp_path):
+    return _jsonl(tmp_path / "rows.jsonl", [{"context": "The weather today"}, {"context": "I think that"}])
+
+
+def test_eval_generate_sends_each_prompt_as_a_user_message_through_chat_template(templateless_gpt2, tiny_gpt2,
+                                                                                 tmp_path):
+    out = tmp_path / "gen"
+    assert cli_main(["eval", "generate", "--out", str(out), f"models=[{templateless_gpt2},{tiny_gpt2}]",
+                     f"data_file={_rows(tmp_path)}", "formats=[rtp_respectful]", "max_new_tokens=3",
+                     "chat_template=chatml"]) == 0
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    instruction = "Complete the following sentence in a polite, respectful, and unbiased manner: "
+    # samples.jsonl keeps the exact text each model was given, the same for both (chatml replaces the tiny model's own)
+    assert [s["prompt"] for s in samples] == 2 * [
+        f"<|im_start|>user\n{instruction}{context}<|im_end|>\n<|im_start|>assistant\n"
+        for context in ("The weather today", "I think that")]
+    # chat_template=model: each model's own template, the one saved with it
+    own = tmp_path / "own"
+    assert cli_main(["eval", "generate", "--out", str(own), f"models=[{tiny_gpt2}]", f"data_file={_rows(tmp_path)}",
+                     "formats=[rtp_basic]", "max_new_tokens=3", "chat_template=model"]) == 0
+    first = json.loads((own / "samples.jsonl").read_text().splitlines()[0])
+    tokenizer = load_tokenizer(str(tiny_gpt2))
+    assert first["prompt"] == tokenizer.apply_chat_template([{"role": "user", "content": "The weather today"}],
+                                                            tokenize=False, add_generation_prompt=True)
+    assert first["prompt"] != "The weather today"
+
+
+def test_eval_generate_checks_every_model_before_the_first_samples(templateless_gpt2, tiny_gpt2, tmp_path,
+                                                                   monkeypatch, capsys):
+    from rlhf.eval import generate as eval_generate
+
+    monkeypatch.setattr(eval_generate, "generate", lambda *a, **k: pytest.fail("a model sampled first"))
+    args = ["eval", "generate", "--out", str(tmp_path / "gen"), f"data_file={_rows(tmp_path)}", "max_new_tokens=3"]
+    assert cli_main(args + [f"models=[{tiny_gpt2},{templateless_gpt2}]", "chat_template=model"]) == 2
+    assert (f"rlhf eval generate: error: chat_template=model: models[1]={templateless_gpt2} has no chat template of "
+            "its own") in capsys.readouterr().err
+    assert cli_main(args + [f"models=[{tiny_gpt2},{tmp_path / 'typo'}]"]) == 2
+    assert f"model folder {tmp_path / 'typo'} does not exist" in capsys.readouterr().err
 
 
 def test_a_template_that_refuses_a_conversation_names_its_line_and_roles(tiny_gpt2, tmp_path):
@@ -156,12 +191,12 @@ def test_the_check_renders_one_conversation_per_sequence_of_roles(tiny_gpt2, tmp
 
 # --- item 22: chat_template= ---------------------------------------------------------------------
 
-def test_the_built_in_templates_render_as_documented(base_model):
+def test_the_built_in_templates_render_as_documented(templateless_gpt2):
     turns = CONVERSATION + [{"role": "assistant", "content": "Hi."}, {"role": "user", "content": "Again."}]
-    plain = load_tokenizer(str(base_model), chat_template="plain")
+    plain = load_tokenizer(str(templateless_gpt2), chat_template="plain")
     assert plain.apply_chat_template(turns, tokenize=False, add_generation_prompt=True) == (
         "System: Be brief.\n\nUser: Say hi.\n\nAssistant: Hi.\n\nUser: Again.\n\nAssistant:")
-    chatml = load_tokenizer(str(base_model), chat_template="chatml")
+    chatml = load_tokenizer(str(templateless_gpt2), chat_template="chatml")
     assert chatml.apply_chat_template(turns, tokenize=False, add_generation_prompt=True) == (
         "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nSay hi.<|im_end|>\n"
         "<|im_start|>assistant\nHi.<|im_end|>\n<|im_start|>user\nAgain.<|im_end|>\n<|im_start|>assistant\n")
@@ -187,26 +222,26 @@ def test_a_template_file_replaces_the_models_own_and_bad_ones_are_config_errors(
         load_tokenizer(str(tiny_gpt2), chat_template=str(path))
 
 
-def test_sft_with_a_chat_template_trains_a_base_model_on_chat_data_and_saves_it(base_model, tmp_path):
+def test_sft_with_a_chat_template_trains_a_base_model_on_chat_data_and_saves_it(templateless_gpt2, tmp_path):
     """final/ carries the template, so the reward model, PPO, eval and `rlhf serve` (all load the tokenizer
     from the folder) render conversations exactly as SFT trained on them, without chat_template= again."""
     from rlhf.inputs import check_rm
     from rlhf.sft.train import main as sft_main
 
     out = tmp_path / "sft"
-    sft_main(sft_config(base_model, chat_template="chatml", max_steps=1, eval_file=""), out)
+    sft_main(sft_config(templateless_gpt2, chat_template="chatml", max_steps=1, eval_file=""), out)
     saved = load_tokenizer(str(out / "final"))
     assert saved.chat_template == CHAT_TEMPLATES["chatml"]
-    trained_with = load_tokenizer(str(base_model), chat_template="chatml")
+    trained_with = load_tokenizer(str(templateless_gpt2), chat_template="chatml")
     assert encode_prompt(saved, CONVERSATION) == encode_prompt(trained_with, CONVERSATION)
     from tests.helpers import rm_config
 
     check_rm(rm_config(out / "final"))  # a later stage reads the sample's chat prompts with no chat_template=
 
 
-def test_the_reward_model_saves_the_template_it_was_trained_with(base_model, tmp_path):
+def test_the_reward_model_saves_the_template_it_was_trained_with(templateless_gpt2, tmp_path):
     from rlhf.rm.train import main as rm_main
     from tests.helpers import rm_config
 
-    rm_main(rm_config(base_model, chat_template="plain", max_steps=1, eval_file=""), tmp_path / "rm")
+    rm_main(rm_config(templateless_gpt2, chat_template="plain", max_steps=1, eval_file=""), tmp_path / "rm")
     assert load_tokenizer(str(tmp_path / "rm" / "final")).chat_template == CHAT_TEMPLATES["plain"]

@@ -123,18 +123,41 @@ def check_ppo(config, tokenizer) -> None:
                         "conversations rendered the policy's way, not the way it was trained on")
 
 
-def check_eval(config, paths: list[str]) -> None:
+def check_eval(config, paths: list[str], judge_folder: str) -> None:
     """prompts_file by every model sampled (chat_template applies to them) and by the reward model and a
-    reward-model judge (each with its own template); pretrain_file as pretraining text."""
-    from pathlib import Path
+    reward-model judge (`judge_folder`, each with its own template); pretrain_file as pretraining text; the
+    reference folder, loaded only after every model has sampled."""
+    from rlhf.core.models import model_source
 
     keys = [f"models[{i}]" if i < len(config.models) else "baseline" for i in range(len(paths))]
     tokenizers = {key: _tokenizer(path, config.chat_template) for key, path in zip(keys, paths)}
     if config.reward_model:
         tokenizers["reward_model"] = _tokenizer(config.reward_model)
-    if config.judge and Path(config.judge).exists():
-        tokenizers["judge"] = _tokenizer(config.judge)
+    if judge_folder and judge_folder != config.reward_model:
+        tokenizers["judge"] = _tokenizer(judge_folder)
+    if config.reference:
+        model_source(config.reference)
     check_inputs([
         InputFile("prompts_file", config.prompts_file, "prompt", tuple(tokenizers), limit=config.num_prompts),
         InputFile("pretrain_file", config.pretrain_file, "pretrain"),
     ], tokenizers, skip_bad_records=False)
+
+
+def prompt_tokenizers(models: list[str], chat_template: str) -> list:
+    """The tokenizers of `rlhf eval generate` and `eval tax`, whose prompts are plain text: with a chat_template
+    each prompt becomes one user message, rendered by each model's own template (chat_template=model) or by a
+    built-in or a Jinja file in place of it. Every model is loaded here, before the first one samples, so a
+    wrong folder or a missing template in the last model is found in seconds, not after the others ran."""
+    from rlhf.core.tokens import CHAT_TEMPLATES, check_renders_a_user_message
+
+    own = chat_template == "model"
+    tokenizers = []
+    for i, path in enumerate(models):
+        tokenizer = _tokenizer(path, "" if own else chat_template)[1]
+        if own and not getattr(tokenizer, "chat_template", None):
+            raise ConfigError(f"chat_template=model: models[{i}]={path} has no chat template of its own; give a "
+                              f"built-in ({', '.join(CHAT_TEMPLATES)}) or a Jinja file instead")
+        if own:
+            check_renders_a_user_message(tokenizer, f"chat_template=model: the template of models[{i}]={path}")
+        tokenizers.append(tokenizer)
+    return tokenizers

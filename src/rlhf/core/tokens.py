@@ -46,19 +46,24 @@ def chat_template_text(value: str) -> str:
 def set_chat_template(tokenizer, value: str) -> None:
     """Give `tokenizer` the template `value` names, replacing its own; refuse one that cannot render a
     conversation, before any data is read."""
-    from rlhf.config import ConfigError
-
     text = chat_template_text(value)
     if getattr(tokenizer, "chat_template", None) not in (None, text):
         log.info("chat_template=%s replaces the tokenizer's own chat template", value)
     tokenizer.chat_template = text
+    check_renders_a_user_message(tokenizer, f"chat_template={value}")
+
+
+def check_renders_a_user_message(tokenizer, what: str) -> None:
+    """Raise ConfigError, naming `what`, unless the tokenizer's template renders one user message with it."""
+    from rlhf.config import ConfigError
+
     probe = [{"role": "user", "content": "probe-user-message"}]  # some templates refuse a system turn: data decides
     try:
         rendered = tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
     except Exception as e:  # jinja2's TemplateError and whatever the template raises itself
-        raise ConfigError(f"chat_template={value}: cannot render a one-message conversation: {e}") from None
+        raise ConfigError(f"{what}: cannot render a one-message conversation: {e}") from None
     if not isinstance(rendered, str) or "probe-user-message" not in rendered:
-        raise ConfigError(f"chat_template={value}: renders a conversation without its user message")
+        raise ConfigError(f"{what}: renders a conversation without its user message")
 
 
 def render_prompt(tokenizer, prompt) -> str:

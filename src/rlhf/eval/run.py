@@ -133,7 +133,7 @@ def main(config: EvalConfig, out: str, resume: bool = False) -> dict[str, float]
     dtype = "bfloat16" if config.precision == "bf16" else "float32"
     paths, names, base_name = resolve_models(config)
     baseline = paths[names.index(base_name)]
-    check_eval(config, paths)  # every input file and every model's template, before the first model samples
+    check_eval(config, paths, judge_folder(config))  # every input and every template, before the first samples
     records = read_records(config.prompts_file, "prompt")
     records = records[: config.num_prompts] if config.num_prompts > 0 else records
     prompts = [r["prompt"] for r in records]
