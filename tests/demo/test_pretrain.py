@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from rlhf.config import ConfigError, load_config
 from rlhf.demo.pretrain import SHAPES, PretrainConfig, cache_dir, main, pack_blocks
@@ -69,6 +70,37 @@ def test_loss_falls_and_a_second_run_reuses_the_cached_model(tmp_path):
         assert {str(f.get_tensor(k).dtype) for k in f.keys()} == {"torch.bfloat16"}
     # bf16 rounding of a trained model's weights costs it almost nothing
     assert first["pretrain/small/heldout_ppl_bf16"] == pytest.approx(first["pretrain/small/heldout_ppl"], rel=0.02)
+
+
+def test_a_killed_pretraining_resumes_from_its_checkpoint_to_the_same_weights(tmp_path, monkeypatch):
+    """A 100-minute pretraining killed near its end must not start over, nor give other weights."""
+    import rlhf.demo.pretrain as pretrain
+    from safetensors.torch import load_file
+
+    whole = small_config(tmp_path, steps=40, save_steps=15, cache=str(tmp_path / "whole"))
+    main(whole, str(tmp_path / "run-whole"))
+
+    killed = small_config(tmp_path, steps=40, save_steps=15, cache=str(tmp_path / "killed"))
+    real_check = pretrain.check_finite
+
+    def kill_at_step_33(loss, step, *rest):
+        if step == 33:
+            raise KeyboardInterrupt
+        return real_check(loss, step, *rest)
+
+    monkeypatch.setattr(pretrain, "check_finite", kill_at_step_33)
+    with pytest.raises(KeyboardInterrupt):
+        main(killed, str(tmp_path / "run-killed"))
+    final = cache_dir(killed, "small")
+    partial = pretrain.partial_dir(final)
+    assert not final.exists() and torch.load(partial / "state.pt", weights_only=True)["step"] == 30
+    monkeypatch.setattr(pretrain, "check_finite", real_check)
+
+    resumed = main(killed, str(tmp_path / "run-resumed"))
+    assert resumed["pretrain/small/reused"] == 0 and not partial.exists()
+    assert json.loads((final / "pretrain.json").read_text())["resumed_at"] == 30
+    a, b = load_file(str(cache_dir(whole, "small") / "model.safetensors")), load_file(str(final / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_a_shipped_base_whose_name_matches_is_used_without_training(tmp_path, monkeypatch):

@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +84,9 @@ class PretrainConfig:
     """Folder of cached base models; empty: $RLHF_CACHE or ~/.cache/rlhf."""
     logging_steps: int = 50
     """Log the training loss every this many steps."""
+    save_steps: int = 500
+    """Steps between resumable checkpoints of a size in training (`.partial-<name>/` beside its cache folder):
+    a killed run continues from the last one, with the weights an unkilled run gets. 0 turns them off."""
     workers: int = 0
     """Worker processes that train sizes side by side, one torch thread each; 0 is one per core."""
     threads: int = 1
@@ -99,8 +103,8 @@ class PretrainConfig:
         require(self.batch_size >= 1 and self.steps >= 1, "batch_size and steps must be >= 1")
         require(self.lr > 0 and 0 <= self.warmup_ratio < 1 and 0 <= self.min_lr_ratio <= 1,
                 "lr > 0, warmup_ratio in [0, 1), min_lr_ratio in [0, 1]")
-        require(self.logging_steps >= 1 and self.threads >= 0 and self.workers >= 0,
-                "logging_steps >= 1, threads >= 0 and workers >= 0")
+        require(self.logging_steps >= 1 and self.threads >= 0 and self.workers >= 0 and self.save_steps >= 0,
+                "logging_steps >= 1, threads >= 0, workers >= 0 and save_steps >= 0")
 
 
 def cache_root(config: PretrainConfig) -> Path:
@@ -130,7 +134,7 @@ def cache_dir(config: PretrainConfig, size: str, world: str | None = None) -> Pa
     """world-<seed>-<size>-<hash>: the hash covers every field that changes the weights, and the world's
     text and vocabulary (`world`: its world_fingerprint, when the caller already has it)."""
     decisive = {k: v for k, v in to_dict(config).items()
-                if k not in ("sizes", "cache", "logging_steps", "threads", "workers")}
+                if k not in ("sizes", "cache", "logging_steps", "save_steps", "threads", "workers")}
     world = world or world_fingerprint(config)
     key = json.dumps({"version": CACHE_VERSION, "shape": SHAPES[size], "world": world, **decisive}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:10]
@@ -180,9 +184,37 @@ def block_loss(model, blocks: torch.Tensor, pad_id: int, batch_size: int = 32) -
     return loss
 
 
+def partial_dir(path: Path) -> Path:
+    """Where a size in training keeps its resumable checkpoint: beside its final cache folder."""
+    return path.with_name(f".partial-{path.name}")
+
+
+def save_partial(partial: Path, model, optimizer, scheduler, step: int, history: list, train_s: float) -> None:
+    """The state a resumed run needs to give the same weights (the loop draws no random numbers: the data
+    order is a function of the seed and the epoch), written beside its place and renamed into it."""
+    tmp = partial.with_name(f"{partial.name}.tmp-{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "step": step, "history": history, "train_s": train_s}, tmp / "state.pt")
+    atomic_replace_dir(tmp, partial)
+
+
+def load_partial(partial: Path | None, model, optimizer, scheduler) -> tuple[int, list, float]:
+    """(steps done, loss history, training seconds so far) from a partial checkpoint, or a fresh start."""
+    if partial is None or not (partial / "state.pt").exists():
+        return 0, [], 0.0
+    state = torch.load(partial / "state.pt", weights_only=True)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    log.info("pretrain: resuming from %s at step %d", partial, state["step"])
+    return state["step"], state["history"], state["train_s"]
+
+
 def train_size(config: PretrainConfig, size: str, tokenizer, blocks: torch.Tensor, heldout: torch.Tensor,
-               run: Run) -> dict:
-    """The pretraining loop for one size; returns its summary (also saved in the cache)."""
+               run: Run, partial: Path | None = None) -> dict:
+    """The pretraining loop for one size; returns its summary (also saved in the cache). With `partial`,
+    it checkpoints there every save_steps and continues from what it finds there."""
     seed_everything(config.seed)
     model = build_model(config, size, tokenizer)
     optimizer, scheduler = make_optimizer(model, config, config.steps)
@@ -190,10 +222,12 @@ def train_size(config: PretrainConfig, size: str, tokenizer, blocks: torch.Tenso
     log.info("pretrain %s: %d parameters, %d blocks of %d tokens, %d steps of %d blocks",
              size, params, len(blocks), config.block_size, config.steps, config.batch_size)
     per_epoch = len(blocks) // config.batch_size
-    history, window, start, window_start = [], [], time.time(), time.time()
+    first, history, train_before = load_partial(partial, model, optimizer, scheduler)
+    window, start, window_start = [], time.time(), time.time()
     bar = progress(config.steps, f"pretrain {size}")
+    bar.update(first)
     model.train()
-    for step in range(config.steps):
+    for step in range(first, config.steps):
         epoch, pos = divmod(step, per_epoch)
         order = epoch_order(len(blocks), config.seed, epoch)
         ids = blocks[order[pos * config.batch_size : (pos + 1) * config.batch_size]]  # (B, L)
@@ -218,13 +252,15 @@ def train_size(config: PretrainConfig, size: str, tokenizer, blocks: torch.Tenso
                 log.info("pretrain %s: step %d/%d, loss %.3f, %.0f tokens/s, about %.0f min left", size, step + 1,
                          config.steps, mean, tokens_per_s, left / 60)
             window, window_start = [], time.time()
+        if partial is not None and config.save_steps and (step + 1) % config.save_steps == 0 and step + 1 < config.steps:
+            save_partial(partial, model, optimizer, scheduler, step + 1, history, train_before + time.time() - start)
     bar.close()
-    train_s = time.time() - start  # before the held-out loss: the throughput is training's alone
+    train_s = train_before + time.time() - start  # before the held-out loss: the throughput is training's alone
     heldout_loss = block_loss(model, heldout, tokenizer.pad_token_id)
     tokens = config.steps * config.batch_size * config.block_size
     summary = {
         "size": size, "params": params, "seed": config.seed, "steps": config.steps,
-        "tokens": tokens, "train_s": round(train_s, 1), "tokens_per_s": tokens / max(train_s, 1e-9),
+        "tokens": tokens, "train_s": round(train_s, 1), "tokens_per_s": tokens / max(train_s, 1e-9), "resumed_at": first,
         "loss_first": history[0]["loss"], "loss_last": history[-1]["loss"],
         "heldout_loss": heldout_loss, "heldout_ppl": math.exp(heldout_loss), "history": history,
     }
@@ -267,12 +303,13 @@ def train_and_save(config: PretrainConfig, size: str, blocks: torch.Tensor, held
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     tokenizer = World(config.seed).tokenizer()
-    result = train_size(config, size, tokenizer, blocks, heldout, _NullRun())
+    result = train_size(config, size, tokenizer, blocks, heldout, _NullRun(), partial_dir(Path(path)))
     model = result.pop("model")
     # The shipped weights are bf16: measure what they lose against the fp32 weights they were rounded from.
     result["heldout_ppl_bf16"] = math.exp(block_loss(model.to(torch.bfloat16).float(), heldout,
                                                      tokenizer.pad_token_id))
     save_to_cache(Path(path), model, tokenizer, result, config)
+    shutil.rmtree(partial_dir(Path(path)), ignore_errors=True)  # after the final folder exists, not before
     return result
 
 

@@ -95,10 +95,16 @@ class Workers:
     def __enter__(self) -> "Workers":
         return self
 
-    def __exit__(self, *exc) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+    def __exit__(self, exc_type, *exc) -> None:
+        if self._pool is None:
+            return
+        if exc_type is not None:
+            # A failed stage, Ctrl-C or a test's timeout: the other stages' results are lost anyway, and
+            # shutdown(wait=True) would let them run to the end (a pretraining worker: minutes) first.
+            for process in list(self._pool._processes.values()):  # no public API before Python 3.14
+                process.kill()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool = None
 
     def pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
