@@ -33,6 +33,7 @@ from rlhf.core.run import Run, progress
 from rlhf.core.streams import run_side_by_side, streams_available
 from rlhf.core.vllm_engine import episode_seed
 from rlhf.core.train import backward_micro_batches, make_accelerator, make_optimizer, seed_everything
+from rlhf.inputs import check_ppo
 from rlhf.ppo.config import PPOConfig
 from rlhf.ppo.data import batch_prompt_indices, collate_text, load_pretrain, load_prompts, sequence_item
 from rlhf.ppo.loss import (
@@ -167,7 +168,8 @@ def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
                           f"of the process count ({nproc}), and mini_batch_size ({config.mini_batch_size}) of "
                           f"micro_batch_size x processes ({config.micro_batch_size} x {nproc})")
     accum = config.mini_batch_size // (config.micro_batch_size * nproc)
-    tokenizer = load_tokenizer(config.policy)
+    tokenizer = load_tokenizer(config.policy, chat_template=config.chat_template)
+    check_ppo(config, tokenizer)  # every input file, before the models load
     policy, reference, reward_model, value = load_models(config, device)
     check_same_tokens(tokenizer, (reward_model or value).tokenizer, config)
     reward_fn = load_callable(config.reward_fn, "reward_fn") if config.reward_fn else None

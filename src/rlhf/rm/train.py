@@ -22,6 +22,7 @@ from rlhf.core.train import (
     prepare, seed_everything, step_indices, uses_side_by_side,
 )
 from rlhf.data import read_records
+from rlhf.inputs import check_rm
 from rlhf.rm.config import RMConfig
 from rlhf.rm.data import Ranking, collate_rankings, load_rankings
 from rlhf.rm.loss import ranking_loss
@@ -96,9 +97,11 @@ def main(config: RMConfig, out: str, resume: bool = False) -> dict[str, float]:
     run = Run(out, config, accelerator.is_main_process, resume)
     out = Path(out)
     seed_everything(config.seed)
+    check_rm(config)  # every input file, norm_file too, before the model loads
     model = reward_model_from_lm(
         config.model, dropout=None if config.dropout < 0 else config.dropout,
         gradient_checkpointing=config.gradient_checkpointing, lora=config.lora, seed=config.seed,
+        chat_template=config.chat_template,
     )
     tokenizer = model.tokenizer
     train = load_rankings(config.train_file, tokenizer, config.max_length, config.skip_bad_records)
