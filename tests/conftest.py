@@ -32,3 +32,21 @@ def tiny_model_factory(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_gpt2(tiny_model_factory):
     return tiny_model_factory("gpt2")
+
+
+@pytest.fixture(scope="session")
+def templateless_gpt2(tiny_gpt2, tmp_path_factory):
+    """The tiny model without a chat template, as GPT-2 and most base models ship."""
+    import json
+    import shutil
+
+    from rlhf.core.models import load_tokenizer
+
+    path = tmp_path_factory.mktemp("base") / "model"
+    shutil.copytree(tiny_gpt2, path)
+    (path / "chat_template.jinja").unlink()
+    config = json.loads((path / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (path / "tokenizer_config.json").write_text(json.dumps(config))
+    assert not load_tokenizer(str(path)).chat_template
+    return path

@@ -11,19 +11,21 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 # package -> the packages it may import. `config` is the loader every stage config uses; core holds
-# what two stages share; data the record formats. The stages and tools stand side by side on top of
+# what two stages share; data the record formats; inputs (rlhf/inputs.py) the check of every input
+# file a stage reads, before its first step. The stages and tools stand side by side on top of
 # them and never import each other (one exception: eval hands tasks to the labeling app for human
 # evaluation): what one needs of another moves down to core or data. demo (the embedded world's
 # end-to-end run) orchestrates every stage; world (the simulation) is data-level.
-BASE = {"config", "core", "data"}
+BASE = {"config", "core", "data", "inputs"}
 ALLOWED = {
     "config": set(),
     "core": {"config"},
     "data": {"config", "core"},
+    "inputs": {"config", "core", "data"},
     **{stage: BASE for stage in ("sft", "rm", "ppo", "label", "serve", "world")},
     "eval": BASE | {"label"},  # human evaluation: eval/human.py writes blinded tasks into the labeling app's database
-    "demo": {"config", "core", "data", "sft", "rm", "ppo", "eval", "world"},
-    "cli": {"config"},  # stages are loaded by name (cli.STAGES), not imported
+    "demo": BASE | {"sft", "rm", "ppo", "eval", "world"},
+    "cli": {"config", "data"},  # stages are loaded by name (cli.STAGES), not imported; data for RecordError
     "rlhf": {"core"},  # rlhf/__init__.py: the lazy public loaders
     "__main__": {"cli"},
 }

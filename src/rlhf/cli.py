@@ -75,6 +75,8 @@ def _stage_parser(stage: str) -> argparse.ArgumentParser:
     parser.add_argument("--config", help="YAML file with config values (overridden by key=value)")
     parser.add_argument("--out", required=True, help="run folder: config, metrics, logs and checkpoints go here")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error in the config or the input files, show the Python traceback too")
     if stage == "demo":
         parser.add_argument("--quick", action="store_true", help="one small size, fewer steps, same report (quick=true)")
     if stage == "eval report":
@@ -83,8 +85,24 @@ def _stage_parser(stage: str) -> argparse.ArgumentParser:
     return parser
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """What a user's config or files cause, reported as one line: a wrong key or value, a bad record (file,
+    line, field), a missing file or model folder. Anything else is a bug and keeps its traceback."""
+    from rlhf.config import ConfigError
+    from rlhf.data.records import RecordError
+
+    return ConfigError, RecordError, FileNotFoundError
+
+
+def _report_user_error(stage: str, error: BaseException) -> int:
+    rank = os.environ.get("RANK", "0")
+    where = "" if rank == "0" else f" (process {rank})"
+    print(f"rlhf {stage}: error{where}: {error}", file=sys.stderr)
+    return 2
+
+
 def run_stage(stage: str, argv: list[str]) -> int:
-    from rlhf.config import ConfigError, load_config
+    from rlhf.config import load_config
 
     args = _stage_parser(stage).parse_args(argv)
     if getattr(args, "quick", False):
@@ -94,16 +112,18 @@ def run_stage(stage: str, argv: list[str]) -> int:
     config_cls = _load(STAGES[stage][0])
     try:
         config = load_config(config_cls, args.config, args.overrides)
-    except ConfigError as e:
-        print(f"rlhf {stage}: config error: {e}", file=sys.stderr)
-        return 2
+    except _user_errors() as e:
+        if args.debug:
+            raise
+        return _report_user_error(stage, e)
     main_fn = _load(STAGES[stage][1])
     try:
         metrics = main_fn(config, args.out, resume=args.resume)
-    except ConfigError as e:
+    except _user_errors() as e:
         _close_process_group(barrier=False)
-        print(f"rlhf {stage}: {e}", file=sys.stderr)
-        return 2
+        if args.debug:
+            raise
+        return _report_user_error(stage, e)
     except BaseException:
         _close_process_group(barrier=False)  # another rank may never reach a barrier
         raise

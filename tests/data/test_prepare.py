@@ -76,6 +76,23 @@ def test_a_user_with_250_prompts_keeps_200(tmp_path):
     assert _prepare(tmp_path, records, max_per_user=0)[0]["dropped/over_user_cap"] == 0
 
 
+def test_prompts_over_the_length_cap_are_dropped_before_masking_and_counted(tmp_path):
+    convo = [{"role": "system", "content": "x" * 6}, {"role": "user", "content": "y" * 5}]  # 11 characters in all
+    records = [{"id": "short", "prompt": "a" * 10}, {"id": "long", "prompt": "mail a@b.com " + "b" * 10},
+               {"id": "convo", "prompt": convo}]
+    report, kept, out = _prepare(tmp_path, records, max_prompt_chars=10)
+    assert [r["id"] for r in _all(kept)] == ["short"]
+    assert report["dropped/too_long"] == 2 and report["pii/email"] == 0  # never masked, so never counted
+    assert "2 longer than 10 characters" in (out / "stats.md").read_text()
+    report, kept, _ = _prepare(tmp_path, records, max_prompt_chars=11)
+    assert sorted(r["id"] for r in _all(kept)) == ["convo", "short"]
+    report, kept, _ = _prepare(tmp_path, records, max_prompt_chars=0)  # no cap
+    assert len(_all(kept)) == 3 and report["dropped/too_long"] == 0
+    assert PrepareConfig().max_prompt_chars == 32_768
+    with pytest.raises(ValueError, match="max_prompt_chars"):
+        _prepare(tmp_path, records, max_prompt_chars=-1)
+
+
 def test_users_never_cross_splits_and_shares_follow_the_fractions(tmp_path):
     records = [{"id": f"{u}-{i}", "prompt": f"user {u} asks question {i}", "user_id": f"u{u}"}
                for u in range(600) for i in range(3)]
@@ -142,12 +159,13 @@ def test_a_bad_record_names_file_line_and_field_and_writes_nothing(tmp_path):
 
 
 def test_cli_prepares_and_reports_errors(tmp_path, capsys):
-    src = _write(tmp_path / "in.jsonl", [{"prompt": f"prompt {i}", "user_id": "u"} for i in range(5)])
+    src = _write(tmp_path / "in.jsonl", [{"prompt": f"prompt {i}", "user_id": "u"} for i in (1, 2, 3, 10, 4)])
     code = rlhf_main(["data", "prepare", "--in", str(src), "--out", str(tmp_path / "out"), "--max-per-user", "3",
-                      "--prefix-chars", "8", "--no-progress"])
+                      "--prefix-chars", "8", "--no-progress", "--max-prompt-chars", "8"])
     assert code == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["dropped/over_user_cap"] == 2 and report["input"] == 5
+    assert report["dropped/over_user_cap"] == 1 and report["input"] == 5
+    assert report["dropped/too_long"] == 1  # "prompt 10"
     bad = _write(tmp_path / "bad.jsonl", [{"prompt": 3}])
     assert rlhf_main(["data", "prepare", "--in", str(bad), "--out", str(tmp_path / "o2")]) == 2
     assert "bad.jsonl:1: field 'prompt'" in capsys.readouterr().err

@@ -27,10 +27,11 @@ def world():
 
 
 def test_quick_is_one_small_size_with_fewer_steps():
-    quick, full = DemoConfig(quick=True), DemoConfig()
-    assert quick.run_sizes == ["small"] and full.run_sizes == ["small", "medium", "large"]
-    assert quick.reward_size == "small" and full.reward_size == "large"
-    assert quick.num_ppo_episodes < full.num_ppo_episodes
+    quick, default, full = DemoConfig(quick=True), DemoConfig(), DemoConfig(full=True)
+    assert quick.run_sizes == ["small"] and default.run_sizes == ["small", "medium"]
+    assert full.run_sizes == ["small", "medium", "large"]
+    assert quick.reward_size == "small" and default.reward_size == full.reward_size == "medium"
+    assert quick.num_ppo_episodes < full.num_ppo_episodes == default.num_ppo_episodes
     # The quick run's small base model is the full run's: one cache entry serves both.
     from rlhf.demo.pretrain import cache_dir
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from rlhf.core.models import load_tokenizer
+from rlhf.core.tokens import CHAT_TEMPLATES
 from tests.helpers import env, max_weight_diff, run_cli
 from tests.test_reliability import STAGES
 
@@ -34,7 +36,7 @@ def losses(run: Path) -> list[float]:
 @pytest.mark.parametrize("stage", ["sft", "rm"])
 def test_fsdp_on_two_cpu_processes_equals_one_and_resumes(stage, tiny_gpt2, tmp_path):
     args = [f"model={tiny_gpt2}", *STAGES[stage], "epochs=1", "max_steps=9", "save_steps=3",
-            "keep_checkpoints=10"]
+            "keep_checkpoints=10", "chat_template=plain"]
     run_cli(stage, "--out", str(tmp_path / "one"), *args)
     whole = fsdp_cli(stage, "--out", str(tmp_path / "fsdp"), *args)
     # Sharded by rlhf, not silently run as DDP (what accelerate's own FSDP2 plugin does on a CPU).
@@ -42,6 +44,8 @@ def test_fsdp_on_two_cpu_processes_equals_one_and_resumes(stage, tiny_gpt2, tmp_
     assert losses(tmp_path / "one") == pytest.approx(losses(tmp_path / "fsdp"), rel=1e-5)
     final = "final/model.safetensors"
     assert max_weight_diff(tmp_path / "one" / final, tmp_path / "fsdp" / final) < 1e-3  # bound of the DDP test
+    # final/ keeps the chat template trained with, also when written from the gathered copy of the weights
+    assert load_tokenizer(str(tmp_path / "fsdp" / "final")).chat_template == CHAT_TEMPLATES["plain"]
 
     # Resume from the second checkpoint: gathered weights and optimizer state scatter back exactly.
     resumed = tmp_path / "resumed"

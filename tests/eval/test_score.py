@@ -90,3 +90,19 @@ def test_bad_rows_name_the_file_line_and_field(tmp_path, capsys):
     samples = write(tmp_path / "s2.jsonl", [ROWS[0], {"context": "q", "sample": "x"}])
     assert cli(["eval", "score", "--out", str(tmp_path / "o2"), f"samples_file={samples}", "metrics=[f1]"]) == 2
     assert f"{samples}:2: field 'reference': is required by the metric f1" in capsys.readouterr().err
+
+
+def test_both_scorers_are_loaded_before_the_first_row_is_scored(tmp_path, monkeypatch, capsys):
+    """A truthfulness prompt file that is missing stops the run before the toxicity scorer (which may be a
+    paid endpoint) has scored a row."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "counted_scorers.py").write_text(
+        "calls = []\n\ndef toxic(rows, samples):\n    calls.append(len(rows))\n    return [0.0] * len(rows)\n")
+    samples = write(tmp_path / "samples.jsonl", ROWS)
+    assert cli(["eval", "score", "--out", str(tmp_path / "o"), f"samples_file={samples}", "metrics=[exact_match]",
+                "toxicity=counted_scorers:toxic", "truthfulness=openai:judge@http://127.0.0.1:9/v1",
+                f"truthfulness_prompt={tmp_path / 'missing.md'}"]) == 2
+    assert f"truthfulness_prompt={tmp_path / 'missing.md'}: no such file" in capsys.readouterr().err
+    import counted_scorers
+
+    assert counted_scorers.calls == []

@@ -63,8 +63,9 @@ def model_source(name_or_path: str) -> str:
     return str(name_or_path)
 
 
-def load_tokenizer(name_or_path: str, padding_side: str = "right"):
-    """A tokenizer with a pad token distinct from EOS where possible.
+def load_tokenizer(name_or_path: str, padding_side: str = "right", chat_template: str = ""):
+    """A tokenizer with a pad token distinct from EOS where possible, and the chat template
+    `chat_template` names (core/tokens.py) in place of its own when given.
 
     Using EOS as pad hides real EOS tokens from masks built on pad ids (details
     checklist: "pad token is not EOS"); we add a pad token only when the model has
@@ -75,6 +76,10 @@ def load_tokenizer(name_or_path: str, padding_side: str = "right"):
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
     tok.padding_side = padding_side
+    if chat_template:
+        from rlhf.core.tokens import set_chat_template
+
+        set_chat_template(tok, chat_template)
     return tok
 
 

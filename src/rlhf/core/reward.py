@@ -110,9 +110,10 @@ def _hidden_size(config) -> int:
 
 def reward_model_from_lm(
     name_or_path: str, dtype: str = "float32", dropout: float | None = None, gradient_checkpointing: bool = False,
-    lora: LoraConfig | None = None, seed: int = 0,
+    lora: LoraConfig | None = None, seed: int = 0, chat_template: str = "",
 ) -> RewardModel:
-    """A new reward model from a causal LM (normally the SFT model): body kept, unembedding dropped."""
+    """A new reward model from a causal LM (normally the SFT model): body kept, unembedding dropped; its
+    tokenizer gets `chat_template` (core/tokens.py) when given, and keeps it when saved."""
     from transformers import AutoConfig, AutoModel
 
     from rlhf.core.models import load_tokenizer
@@ -128,7 +129,7 @@ def reward_model_from_lm(
         body = apply_lora(body, lora, task_type="FEATURE_EXTRACTION")
     torch.manual_seed(seed)
     model = RewardModel(body, _hidden_size(config))
-    model.tokenizer = load_tokenizer(source)
+    model.tokenizer = load_tokenizer(source, chat_template=chat_template)
     return model
 
 

@@ -10,8 +10,60 @@ with at least one prompt token, the record is dropped and counted.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+# The built-ins of `chat_template=`, for base models that ship no template (GPT-2, Pythia, ...). Their
+# markers are ordinary text to such a tokenizer: "<|im_start|>" becomes a few tokens, no embedding is
+# added, and the model learns the format from the data like any other text.
+CHAT_TEMPLATES = {
+    # "User: ...", "Assistant: ..." turns, a blank line between; the response follows "Assistant:".
+    "plain": (
+        r"{% for message in messages %}{{ message['role'] | capitalize }}: {{ message['content'] }}{{ '\n\n' }}"
+        r"{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}"
+    ),
+    # ChatML, as OpenAI described it and Qwen and SmolLM use it.
+    "chatml": (
+        r"{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
+        r"'<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+    ),
+}
+
+
+def chat_template_text(value: str) -> str:
+    """The Jinja text `chat_template=value` names: a built-in (CHAT_TEMPLATES) or a template file."""
+    from rlhf.config import ConfigError
+
+    if value in CHAT_TEMPLATES:
+        return CHAT_TEMPLATES[value]
+    path = Path(value)
+    if not path.is_file():
+        raise ConfigError(f"chat_template={value}: neither a built-in ({', '.join(CHAT_TEMPLATES)}) nor a file")
+    return path.read_text(encoding="utf-8")
+
+
+def set_chat_template(tokenizer, value: str) -> None:
+    """Give `tokenizer` the template `value` names, replacing its own; refuse one that cannot render a
+    conversation, before any data is read."""
+    text = chat_template_text(value)
+    if getattr(tokenizer, "chat_template", None) not in (None, text):
+        log.info("chat_template=%s replaces the tokenizer's own chat template", value)
+    tokenizer.chat_template = text
+    check_renders_a_user_message(tokenizer, f"chat_template={value}")
+
+
+def check_renders_a_user_message(tokenizer, what: str) -> None:
+    """Raise ConfigError, naming `what`, unless the tokenizer's template renders one user message with it."""
+    from rlhf.config import ConfigError
+
+    probe = [{"role": "user", "content": "probe-user-message"}]  # some templates refuse a system turn: data decides
+    try:
+        rendered = tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
+    except Exception as e:  # jinja2's TemplateError and whatever the template raises itself
+        raise ConfigError(f"{what}: cannot render a one-message conversation: {e}") from None
+    if not isinstance(rendered, str) or "probe-user-message" not in rendered:
+        raise ConfigError(f"{what}: renders a conversation without its user message")
 
 
 def render_prompt(tokenizer, prompt) -> str:
@@ -20,7 +72,7 @@ def render_prompt(tokenizer, prompt) -> str:
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError(
             "a conversational prompt needs a tokenizer with a chat template; this tokenizer has none "
-            "(give plain-string prompts, or set tokenizer.chat_template)"
+            f"(give plain-string prompts, or chat_template={' or '.join(CHAT_TEMPLATES)} or a Jinja file)"
         )
     return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
 

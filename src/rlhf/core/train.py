@@ -93,6 +93,11 @@ class TrainConfig(RunConfig, OptimConfig):
     """Training records: .jsonl, .json, .parquet, a `datasets` folder, or a hub dataset name[:split]."""
     eval_file: str = ""
     """Validation records in the same formats; empty to skip evaluation."""
+    chat_template: str = ""
+    """Chat template for conversation prompts: a built-in (plain: "User: ..." and "Assistant: ..." turns;
+    chatml) or a Jinja file. It replaces the model's own and is saved with the tokenizer in final/, so later
+    stages and `rlhf serve` render the same way. Empty: the model's own (conversations and no template: an
+    error before training)."""
     epochs: float = 1.0
     """Passes over the training data (fractions allowed)."""
     max_steps: int = -1

@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-per-user", type=int, default=200, help="most prompts per user id; 0 for no cap [200]")
     p.add_argument("--prefix-chars", type=int, default=64,
                    help="prompts sharing this many leading characters (normalised) with an earlier one are dropped [64]")
+    p.add_argument("--max-prompt-chars", type=int, default=32_768,
+                   help="longer prompts are dropped before masking and counted as dropped/too_long; 0 for no cap "
+                   "[32768]")
     p.add_argument("--split", type=_fractions, default=(0.8, 0.1, 0.1),
                    help="train,valid,test shares of users [0.8,0.1,0.1]")
     p.add_argument("--seed", type=int, default=0, help="salt of the user-id hash that assigns splits [0]")
@@ -49,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     config = PrepareConfig(
-        max_per_user=args.max_per_user, prefix_chars=args.prefix_chars, fractions=args.split, seed=args.seed,
+        max_per_user=args.max_per_user, prefix_chars=args.prefix_chars, max_prompt_chars=args.max_prompt_chars,
+        fractions=args.split, seed=args.seed,
         scrub_pii=not args.no_pii, tag_categories=args.tag_categories, skip_bad_records=args.skip_bad_records,
         progress=not args.no_progress,
     )

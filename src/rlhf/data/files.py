@@ -4,34 +4,56 @@ A source is a JSONL/JSON file, a Parquet file, a `.txt` file (pretraining text,
 one document a line), a folder written by `datasets.save_to_disk`, or a hub
 dataset name (`name` or `name:split`). Every record is validated; the first bad
 one stops the read with the file, line and field, unless `skip_bad_records`.
+
+Text files are read as bytes and decoded line by line, so a byte that is not
+UTF-8 is an error on its own line (skippable like any bad record), not a
+UnicodeDecodeError for the whole file that names neither.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 from pathlib import Path
 from typing import Any, Iterator
 
 from rlhf.core.io import atomic_write_jsonl
-from rlhf.data.records import NORMALIZERS, RECORD_KINDS, FieldError, RecordError
+from rlhf.data.records import NORMALIZERS, RECORD_KINDS, FieldError, RecordError, check_unicode
 
 log = logging.getLogger(__name__)
 
 
-def _iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
-    with path.open("r", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
+def _decoded_lines(path: Path) -> Iterator[tuple[int, str | RecordError]]:
+    """(line number, text) for each line of a UTF-8 file; a RecordError in place of a line that is not UTF-8."""
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8):]  # written by some Windows editors; not part of the text
             try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError as e:
-                yield lineno, RecordError(str(path), lineno, "<json>", f"not valid JSON: {e.msg} at column {e.colno}")
+                yield lineno, raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield lineno, RecordError(str(path), lineno, "<encoding>", f"not valid UTF-8: byte 0x{raw[e.start]:02x} "
+                                          f"at byte {e.start + 1} of the line (save the file as UTF-8)")
+
+
+def _iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+    for lineno, line in _decoded_lines(path):
+        if isinstance(line, RecordError):
+            yield lineno, line
+            continue
+        if not line.strip():
+            continue
+        try:
+            yield lineno, json.loads(line)
+        except json.JSONDecodeError as e:
+            yield lineno, RecordError(str(path), lineno, "<json>", f"not valid JSON: {e.msg} at column {e.colno}")
 
 
 def _iter_json(path: Path) -> Iterator[tuple[int, Any]]:
-    text = path.read_text(encoding="utf-8")
+    # One document: a byte that is not UTF-8 becomes a lone surrogate in its string, and the
+    # record holding it fails check_unicode alone, so skip_bad_records can still skip just it.
+    text = path.read_bytes().decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
@@ -46,11 +68,13 @@ def _iter_json(path: Path) -> Iterator[tuple[int, Any]]:
 
 
 def _iter_txt(path: Path) -> Iterator[tuple[int, Any]]:
-    with path.open("r", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            line = line.rstrip("\n")
-            if line.strip():
-                yield lineno, {"text": line}
+    for lineno, line in _decoded_lines(path):
+        if isinstance(line, RecordError):
+            yield lineno, line
+            continue
+        line = line.rstrip("\r\n")
+        if line.strip():
+            yield lineno, {"text": line}
 
 
 def _iter_parquet(path: Path) -> Iterator[tuple[int, Any]]:
@@ -102,10 +126,17 @@ def _rows(source: str | Path, split: str) -> Iterator[tuple[int, Any]]:
 
 
 def iter_raw(source: str | Path, split: str = "train") -> Iterator[tuple[int, Any]]:
-    """(line or row number, decoded record) before validation; an undecodable JSON line
-    comes as a RecordError in place of the record. For tools that report their own
-    errors by line (the labeling app's importer)."""
-    return _rows(source, split)
+    """(line or row number, decoded record) before validation; an undecodable JSON line, or a
+    record with text that is not valid Unicode (a byte that is not UTF-8 in a .json document, a
+    "\\ud800" escape), comes as a RecordError in place of the record. For tools that report their
+    own errors by line (the labeling app's importer, eval generate and score)."""
+    for lineno, raw in _rows(source, split):
+        if not isinstance(raw, RecordError):
+            try:
+                check_unicode(raw)
+            except FieldError as e:
+                raw = RecordError(str(source), lineno, e.field, e.message)
+        yield lineno, raw
 
 
 def iter_records(
@@ -114,6 +145,15 @@ def iter_records(
     """Yield canonical records of `kind` from `source`, validating each.
 
     `stats`, when given, receives `read` and `skipped` counts."""
+    for _, record in iter_numbered_records(source, kind, skip_bad_records, split, stats):
+        yield record
+
+
+def iter_numbered_records(
+    source: str | Path, kind: str, skip_bad_records: bool = False, split: str = "train", stats: dict | None = None
+) -> Iterator[tuple[int, dict]]:
+    """(line or row number, canonical record) of `kind` from `source`, as iter_records, for checks that
+    report a record's line after validation (rlhf/inputs.py)."""
     if kind not in RECORD_KINDS:
         raise ValueError(f"unknown record kind {kind!r}; one of {RECORD_KINDS}")
     normalize = NORMALIZERS[kind]
@@ -126,6 +166,7 @@ def iter_records(
                 raw = {"text": raw}
             if not isinstance(raw, dict):
                 raise RecordError(str(source), lineno, "<record>", "each record must be a JSON object")
+            check_unicode(raw)
             record = normalize(raw)
         except FieldError as e:
             if not skip_bad_records:
@@ -138,7 +179,7 @@ def iter_records(
             skipped += 1
             continue
         read += 1
-        yield record
+        yield lineno, record
     if skipped:
         log.warning("%s: skipped %d bad %s record(s) (skip_bad_records=true)", source, skipped, kind)
     if stats is not None:

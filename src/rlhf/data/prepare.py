@@ -1,6 +1,8 @@
 """Preparing customer prompts as the paper did (section 3.2), in one streaming pass.
 
 For each prompt, in input order:
+  0. drop it if it is longer than `max_prompt_chars`: one pasted log file should not
+     decide how long the pass takes;
   1. mask personal information (pii.py), counting each kind found;
   2. drop it if its first `prefix_chars` characters (normalised) equal those of an
      earlier prompt: "we heuristically deduplicate prompts by checking for prompts
@@ -49,6 +51,9 @@ class PrepareConfig:
     """Most prompts kept per user id (paper 3.2: 200); 0 means no cap."""
     prefix_chars: int = 64
     """Prompts whose first this-many characters (lowercased, whitespace collapsed) match an earlier one are dropped."""
+    max_prompt_chars: int = 32_768
+    """Longer prompts (a conversation: all its messages together) are dropped before masking and counted as
+    dropped/too_long; about 8k tokens of English. 0 means no cap."""
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     """Expected shares of users in train, valid and test."""
     seed: int = 0
@@ -65,6 +70,8 @@ class PrepareConfig:
     def validate(self) -> None:
         if self.max_per_user < 0:
             raise ValueError(f"max_per_user must be >= 0, got {self.max_per_user}")
+        if self.max_prompt_chars < 0:
+            raise ValueError(f"max_prompt_chars must be >= 0, got {self.max_prompt_chars}")
         if self.prefix_chars < 1:
             raise ValueError(f"prefix_chars must be >= 1, got {self.prefix_chars}")
         if len(self.fractions) != 3 or any(f < 0 for f in self.fractions) or abs(sum(self.fractions) - 1) > 1e-6:
@@ -101,6 +108,10 @@ def split_of(user: str, fractions: tuple[float, float, float], seed: int) -> str
         if u < edge:
             return name
     return next(name for name, f in reversed(list(zip(SPLITS, fractions))) if f > 0)
+
+
+def prompt_chars(prompt: str | list[dict]) -> int:
+    return len(prompt) if isinstance(prompt, str) else sum(len(m["content"]) for m in prompt)
 
 
 def scrub_prompt(prompt: str | list[dict], counts: dict[str, int]) -> str | list[dict]:
@@ -170,6 +181,9 @@ def prepare(source: str | Path, out_dir: str | Path, config: PrepareConfig) -> d
 
 def _one(record: dict, config: PrepareConfig, seen: set, per_user: Counter, tally: Tally, writer: SplitWriter) -> None:
     tally.report["input"] += 1
+    if config.max_prompt_chars and prompt_chars(record["prompt"]) > config.max_prompt_chars:
+        tally.report["dropped/too_long"] += 1
+        return
     found: dict[str, int] = {}
     prompt = scrub_prompt(record["prompt"], found) if config.scrub_pii else record["prompt"]
     key = prefix_key(prompt, config.prefix_chars)
@@ -206,7 +220,7 @@ def _report(tally: Tally, read_stats: dict, config: PrepareConfig) -> dict:
         report["skipped/bad_record"] = read_stats.get("skipped", 0)
     if "blank" in read_stats:  # a serving log: blank prompts are skipped whatever the options
         report["dropped/blank"] = read_stats["blank"]
-    for key in ("dropped/prefix_duplicate", "dropped/over_user_cap"):
+    for key in ("dropped/too_long", "dropped/prefix_duplicate", "dropped/over_user_cap"):
         report[key] = tally.report[key]
     for kind in PII_KINDS:
         report[f"pii/{kind}"] = tally.report[f"pii/{kind}"] if config.scrub_pii else 0
@@ -220,7 +234,8 @@ def _report(tally: Tally, read_stats: dict, config: PrepareConfig) -> dict:
 def render_stats(tally: Tally, report: dict, source, config: PrepareConfig) -> str:
     kept = sum(report[f"split/{s}"] for s in SPLITS)
     lines = [f"# Prompt data from `{source}`", "",
-             f"{report['input']} prompts read; {kept} kept after dropping {report['dropped/prefix_duplicate']} "
+             f"{report['input']} prompts read; {kept} kept after dropping {report['dropped/too_long']} longer than "
+             f"{config.max_prompt_chars or 'no limit of'} characters, {report['dropped/prefix_duplicate']} "
              f"that share their first {config.prefix_chars} characters with an earlier prompt and "
              f"{report['dropped/over_user_cap']} over the cap of {config.max_per_user or 'no'} per user.", ""]
     tagged = " (categories a prompt lacked were guessed by keyword, categories.py)" if config.tag_categories else ""

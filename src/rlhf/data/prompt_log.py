@@ -12,7 +12,7 @@ import sqlite3
 from pathlib import Path
 from typing import Iterator
 
-from rlhf.data.records import FieldError, RecordError, check_prompt
+from rlhf.data.records import FieldError, RecordError, check_prompt, check_unicode
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
@@ -57,13 +57,16 @@ def iter_logged_prompts(path: str | Path, skip_bad_records: bool = False, stats:
     Every logged prompt came from the API, so `source` is "customer" (paper 3.2).
     A blank prompt (only whitespace) is skipped and counted in `stats["blank"]`: the log
     is untrusted input, and an older server accepted them. A row whose prompt is not
-    valid JSON or not a valid prompt stops the read with the file, row id and field,
-    unless `skip_bad_records`."""
+    valid JSON or not a valid prompt, or whose text is not UTF-8, stops the read with
+    the file, row id and field, unless `skip_bad_records`."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"serving log {path} does not exist")
     # Read-only so preparing never takes a write lock on a log the server is still using.
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    # Text comes back as bytes and is decoded per column here: sqlite3's own decoding raises for the
+    # whole cursor on one bad byte, naming no row, and no row after it could be read or skipped.
+    conn.text_factory = bytes
     read = skipped = blank = 0
     try:
         cursor = conn.execute("SELECT rowid, id, created, user_id, model, prompt FROM requests ORDER BY rowid")
@@ -92,6 +95,10 @@ def iter_logged_prompts(path: str | Path, skip_bad_records: bool = False, stats:
 
 def _row_record(path: Path, rowid: int, row_id, created, user_id, model, prompt_json) -> dict | None:
     """The row as a prompt record, or None for a blank prompt."""
+    row_id, user_id, model, prompt_json = (
+        _text(path, rowid, column, value)
+        for column, value in (("id", row_id), ("user_id", user_id), ("model", model), ("prompt", prompt_json))
+    )
     try:
         prompt = json.loads(prompt_json)
     except (TypeError, json.JSONDecodeError) as e:
@@ -99,10 +106,23 @@ def _row_record(path: Path, rowid: int, row_id, created, user_id, model, prompt_
     if is_blank_prompt(prompt):
         return None
     try:
+        check_unicode(prompt, "prompt")
         prompt = check_prompt(prompt)
-    except (FieldError, TypeError) as e:
+    except FieldError as e:
+        raise RecordError(str(path), rowid, e.field, e.message) from None
+    except TypeError as e:
         raise RecordError(str(path), rowid, "prompt", str(e)) from None
     record = {"id": row_id, "prompt": prompt, "source": "customer", "model": model, "created": created}
     if user_id is not None:
         record["user_id"] = user_id
     return record
+
+
+def _text(path: Path, rowid: int, column: str, value):
+    if not isinstance(value, bytes):
+        return value
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RecordError(str(path), rowid, column, f"not valid UTF-8: byte 0x{value[e.start]:02x} at byte "
+                          f"{e.start + 1}") from None

@@ -15,6 +15,7 @@ Canonical shapes:
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 RECORD_KINDS = ("prompt", "demonstration", "comparison", "pretrain", "sample")
@@ -46,6 +47,31 @@ class RecordError(ValueError):
     def __init__(self, source: str, line: int, field: str, message: str):
         super().__init__(f"{source}:{line}: field '{field}': {message}")
         self.source, self.line, self.field, self.message = source, line, field, message
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_unicode(value: Any, field: str = "") -> None:
+    """Raise FieldError naming the first string (keys included) that is not valid Unicode text.
+
+    A lone surrogate comes from a JSON escape such as "\\ud800", or from a byte that was not
+    UTF-8 (decoded with surrogateescape, as U+DC80..U+DCFF). It cannot be written back as UTF-8
+    or tokenized, so it fails here, with its field, instead of in a writer or a tokenizer."""
+    if isinstance(value, str):
+        bad = _SURROGATE.search(value)
+        if bad is not None:
+            code = ord(bad.group())
+            what = f"byte 0x{code - 0xDC00:02x} is not UTF-8" if 0xDC80 <= code <= 0xDCFF else \
+                f"the lone surrogate \\u{code:04x} is not a character"
+            raise FieldError(field or "<record>", f"not valid Unicode text: {what} (character {bad.start() + 1})")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_unicode(key, f"{field}.<key>" if field else "<key>")
+            check_unicode(item, f"{field}.{key}" if field else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            check_unicode(item, f"{field}[{i}]")
 
 
 def _require_str(record: dict, key: str, allow_empty: bool = False) -> str:

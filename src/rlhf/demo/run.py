@@ -111,7 +111,7 @@ def run_ppo(config: DemoConfig, size: str, ptx: bool, data: Path, runs: Path, re
                     prompts_file=str(data / "ppo_train_prompts.jsonl"),
                     pretrain_file=str(data / "pretrain.jsonl") if ptx else "",
                     total_episodes=config.num_ppo_episodes, batch_size=64, mini_batch_size=16, micro_batch_size=16,
-                    ppo_epochs=4, lr=getattr(config.ppo_lr, size), max_new_tokens=config.max_new_tokens, max_length=256,
+                    ppo_epochs=config.ppo_epochs, lr=getattr(config.ppo_lr, size), max_new_tokens=config.max_new_tokens, max_length=256,
                     temperature=config.temperature, kl_coef=config.kl_coef, ptx_coef=config.ptx_coef if ptx else 0.0,
                     no_eos_penalty=config.no_eos_penalty, value_warmup_iterations=config.value_warmup_iterations,
                     ptx_batch_size=16, ptx_max_length=128, seed=config.seed, log_samples=64, save_steps=0)

@@ -24,6 +24,10 @@ class EvalConfig(GenerationConfig):
     """Model the win rates are against (evaluated too if not in models); empty: the first model."""
     prompts_file: str = ""
     """Held-out prompts (formats: prompts)."""
+    chat_template: str = ""
+    """Chat template for the sampled models' conversation prompts: a built-in (plain, chatml) or a Jinja file, in
+    place of each model's own. Reward models and a reward-model judge keep the template saved with them. Empty:
+    each model's own."""
     num_prompts: int = 0
     """Evaluate on the first this many prompts; 0 uses all."""
     reward_model: str = ""
@@ -162,6 +166,10 @@ class GenerateConfig:
     formats: list[str] = field(default_factory=lambda: ["rtp_basic", "rtp_respectful"])
     """Prompt formats, a variant each: rtp_basic, rtp_respectful, truthfulqa_qa, truthfulqa_instruction_qa (the
     paper's), or a text file with {context} in it (the variant is the file's name without its suffix)."""
+    chat_template: str = ""
+    """Send each formatted prompt as one user message through a chat template: model (each model's own, as
+    saved with final/), a built-in (plain, chatml) or a Jinja file in place of each model's. Empty: the prompt
+    as plain text, as the paper prompted its models."""
     num_rows: int = 0
     """Use the first this many rows; 0 uses all."""
     samples_per_context: int = 1
@@ -221,8 +229,10 @@ class TaxConfig:
     """Evaluate the first this many examples of each task; 0 uses all."""
     batch_size: int = 16
     """lm-eval's batch size."""
-    chat_template: bool = False
-    """Render the prompts with each model's chat template (lm-eval's apply_chat_template)."""
+    chat_template: str = ""
+    """Render lm-eval's prompts as chat (its apply_chat_template, the prompt as a user message): model (each
+    model's own template), a built-in (plain, chatml) or a Jinja file in place of each model's. Empty: plain
+    text, as the paper's few-shot prompts."""
     seed: int = 0
     """Seeds lm-eval's sampling of few-shot examples and its other random choices."""
     precision: str = "fp32"

@@ -7,8 +7,10 @@ are files, so the exact prompts are data you can read, change and cite:
 - truthfulqa_qa: TruthfulQA's QA prompt, six question-answer examples before the question (Lin et al. 2021);
 - truthfulqa_instruction_qa: TruthfulQA's instruction to answer "I have no comment" unless certain,
   then the QA prompt (the paper's "Instruction+QA").
--> samples.jsonl (context, reference, prompt, sample, model, variant, and the row's other fields), ready
-   for `rlhf eval score`.
+With chat_template= each prompt is sent as one user message through a chat template, for models trained
+on conversations; the paper prompted its models with the plain text.
+-> samples.jsonl (context, reference, prompt: the exact text the model was given, sample, model, variant,
+   and the row's other fields), ready for `rlhf eval score`.
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ import torch
 from rlhf.config import ConfigError
 from rlhf.core.generate import generate
 from rlhf.core.io import atomic_write_jsonl
-from rlhf.core.models import load_causal_lm, load_tokenizer
+from rlhf.core.models import load_causal_lm
 from rlhf.core.run import Run
-from rlhf.core.tokens import encode_prompt, fit_prompt
+from rlhf.core.tokens import encode_prompt, fit_prompt, render_prompt
 from rlhf.data import RecordError
 from rlhf.data.files import iter_raw
 from rlhf.eval.winrate import model_labels
+from rlhf.inputs import prompt_tokenizers
 
 log = logging.getLogger("rlhf.eval")
 
@@ -69,6 +72,11 @@ def cut_at_stop(text: str, stops: list[str]) -> str:
     return text[:cut]
 
 
+def as_chat(prompt: str, chat_template: str) -> str | list[dict]:
+    """The formatted prompt as one user message when a chat template is asked for, else as it is."""
+    return [{"role": "user", "content": prompt}] if chat_template else prompt
+
+
 def main(config, out: str, resume: bool = False) -> dict[str, float]:
     # --- setup -------------------------------------------------------------------
     run = Run(out, config, True, resume=False)
@@ -76,6 +84,7 @@ def main(config, out: str, resume: bool = False) -> dict[str, float]:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     formats = [load_format(spec) for spec in config.formats]
     rows = read_rows(config)
+    tokenizers = prompt_tokenizers(config.models, config.chat_template)  # every model, before the first samples
     names = model_labels(config.models, list(config.labels) or None)
     # one prompt per (variant, row, sample): the same for every model, so are the random numbers
     jobs = [(variant, template.replace("{context}", row[config.context_field]), r, k)
@@ -84,21 +93,21 @@ def main(config, out: str, resume: bool = False) -> dict[str, float]:
     # --- sample ------------------------------------------------------------------
     samples = []
     metrics: dict[str, float] = {}
-    for name, path in zip(names, config.models):
-        tokenizer = load_tokenizer(path)
+    for name, path, tokenizer in zip(names, config.models, tokenizers):
         model = load_causal_lm(path, dtype="bfloat16" if config.precision == "bf16" else "float32", dropout=0.0)
         model = model.to(device).eval()
         budget = config.max_length - config.max_new_tokens
-        ids = [fit_prompt(encode_prompt(tokenizer, prompt), budget, tokenizer.bos_token_id) for _, prompt, _, _ in jobs]
+        prompts = [as_chat(prompt, config.chat_template) for _, prompt, _, _ in jobs]
+        ids = [fit_prompt(encode_prompt(tokenizer, prompt), budget, tokenizer.bos_token_id) for prompt in prompts]
         responses = generate(model, tokenizer, ids, config.max_new_tokens, temperature=config.temperature or 1.0,
                              top_p=config.top_p, do_sample=config.temperature > 0, micro_batch_size=config.batch_size,
                              seed=config.seed)
-        for (variant, prompt, r, k), response in zip(jobs, responses):
+        for (variant, _, r, k), prompt, response in zip(jobs, prompts, responses):
             row = rows[r]
             text = cut_at_stop(tokenizer.decode(response, skip_special_tokens=True), config.stop)
             samples.append({**row, "index": r, "sample_index": k, "context": row[config.context_field],
-                            "reference": row.get(config.reference_field), "prompt": prompt, "sample": text,
-                            "model": name, "variant": variant})
+                            "reference": row.get(config.reference_field), "prompt": render_prompt(tokenizer, prompt),
+                            "sample": text, "model": name, "variant": variant})
         metrics[f"generate/samples/{name}"] = float(len(jobs))
         log.info("%s (%s): %d samples in %d variant(s)", name, path, len(jobs), len(formats))
         del model

@@ -37,6 +37,7 @@ from rlhf.eval.judges import judge_folder, make_judge, position_stats
 from rlhf.eval.plots import plot_training, plot_winrates, read_history
 from rlhf.eval.report import write_report
 from rlhf.eval.winrate import bootstrap_interval, judge_all, outcomes, resolve_models
+from rlhf.inputs import check_eval
 
 log = logging.getLogger("rlhf.eval")
 
@@ -126,6 +127,7 @@ def main(config: EvalConfig, out: str, resume: bool = False) -> dict[str, float]
     dtype = "bfloat16" if config.precision == "bf16" else "float32"
     paths, names, base_name = resolve_models(config)
     baseline = paths[names.index(base_name)]
+    check_eval(config, paths, judge_folder(config))  # every input and every template, before the first samples
     records = read_records(config.prompts_file, "prompt")
     records = records[: config.num_prompts] if config.num_prompts > 0 else records
     prompts = [r["prompt"] for r in records]
@@ -141,7 +143,7 @@ def main(config: EvalConfig, out: str, resume: bool = False) -> dict[str, float]
     samples: dict[str, Samples] = {}
     tokenizer = None
     for name, path in zip(names, paths):
-        tokenizer = load_tokenizer(path)
+        tokenizer = load_tokenizer(path, chat_template=config.chat_template)
         model = load_causal_lm(path, dtype=dtype, dropout=0.0).to(device).eval()
         sampler = make_sampler(config, path)
         samples[name] = sample_model(model, tokenizer, prompts, config, sampler)

@@ -164,18 +164,27 @@ def load_rating_prompt(spec: str, what: str) -> str:
     return template
 
 
-def scorer_values(what: str, spec: str, rows: list[dict], config) -> list[float | None]:
+def load_scorer(what: str, spec: str, config):
+    """A Python function, or (the rating prompt, its openai: endpoint). Both scorers are loaded at setup,
+    so a missing module or prompt file stops the run before the first row is scored (not after the other
+    scorer's endpoint has answered every row)."""
+    if spec.startswith("openai:"):
+        return load_rating_prompt(getattr(config, f"{what}_prompt"), what), ChatEndpoint.from_spec(spec, config)
+    return load_callable(spec, what)
+
+
+def scorer_values(what: str, spec: str, scorer, rows: list[dict], config) -> list[float | None]:
     """A pluggable scorer's value per row: a Python function, or an endpoint's yes/no (None: unreadable)."""
     if not spec.startswith("openai:"):
-        values = load_callable(spec, what)(rows, [r["sample"] for r in rows])
+        values = scorer(rows, [r["sample"] for r in rows])
         if len(values) != len(rows):
             raise ConfigError(f"{what}={spec} returned {len(values)} values for {len(rows)} rows")
         return [float(v) for v in values]
-    template = load_rating_prompt(getattr(config, f"{what}_prompt"), what)
+    template, endpoint = scorer
     texts = [template.replace("{context}", prompt_text(r["context"])).replace("{sample}", r["sample"])
              .replace("{reference}", "\n".join(f"- {x}" for x in _flat(r.get("reference") or [])) or "(none)")
              for r in rows]
-    replies = ChatEndpoint.from_spec(spec, config).complete_many(texts)
+    replies = endpoint.complete_many(texts)
     for row, text, reply in zip(rows, texts, replies):
         row.setdefault("judge", {})[what] = {"prompt": text, "reply": reply}
     return [parse_yes_no(reply) for reply in replies]
@@ -196,6 +205,7 @@ def main(config, out: str, resume: bool = False) -> dict[str, float]:
         groups[(row["model"], row["variant"])].append(i)
     for row in rows:
         row["scores"] = {}
+    scorers = {what: load_scorer(what, getattr(config, what), config) for what in SCORERS if getattr(config, what)}
 
     # 1. per-row values of every metric
     try:
@@ -205,11 +215,9 @@ def main(config, out: str, resume: bool = False) -> dict[str, float]:
                     row["scores"][metric] = value
     except RecordError as e:
         raise ConfigError(str(e)) from None
-    for what in SCORERS:
-        spec = getattr(config, what)
-        if spec:
-            for row, value in zip(rows, scorer_values(what, spec, rows, config)):
-                row["scores"][what] = value
+    for what, scorer in scorers.items():
+        for row, value in zip(rows, scorer_values(what, getattr(config, what), scorer, rows, config)):
+            row["scores"][what] = value
 
     # 2. per model x variant: the mean (corpus BLEU) and its bootstrap interval over rows
     metrics: dict[str, float] = {}

@@ -19,8 +19,10 @@ import torch
 
 from rlhf.config import ConfigError
 from rlhf.core.io import atomic_write_jsonl, atomic_write_text
+from rlhf.core.models import model_source
 from rlhf.core.run import Run
 from rlhf.eval.winrate import model_labels
+from rlhf.inputs import prompt_tokenizers
 
 log = logging.getLogger("rlhf.eval")
 
@@ -54,17 +56,24 @@ def task_metrics(results: dict, name: str) -> dict[str, float]:
     return out
 
 
-def evaluate(path: str, config, task_manager) -> dict:
+def evaluate(path: str, config, task_manager, tokenizer=None) -> dict:
+    """lm-eval on the model at `path`; `tokenizer` (ours, with chat_template's template) when prompts are chat."""
     import lm_eval
 
-    return lm_eval.simple_evaluate(
-        model="hf", model_args={"pretrained": path, "dtype": "bfloat16" if config.precision == "bf16" else "float32"},
+    model_args = {"pretrained": path, "dtype": "bfloat16" if config.precision == "bf16" else "float32"}
+    if tokenizer is not None:
+        model_args["tokenizer"] = tokenizer
+    result = lm_eval.simple_evaluate(
+        model="hf", model_args=model_args,
         tasks=list(config.tasks), num_fewshot=None if config.num_fewshot < 0 else config.num_fewshot,
         batch_size=config.batch_size, device="cuda" if torch.cuda.is_available() else "cpu",
         limit=config.limit or None, log_samples=True, task_manager=task_manager,
-        apply_chat_template=config.chat_template, random_seed=config.seed, numpy_random_seed=config.seed,
+        apply_chat_template=bool(config.chat_template), random_seed=config.seed, numpy_random_seed=config.seed,
         torch_random_seed=config.seed, fewshot_random_seed=config.seed,
     )
+    if tokenizer is not None:  # results.json names the template, not the tokenizer object's repr
+        result.get("config", {}).get("model_args", {})["tokenizer"] = f"{path}, chat_template={config.chat_template}"
+    return result
 
 
 def main(config, out: str, resume: bool = False) -> dict[str, float]:
@@ -80,13 +89,19 @@ def main(config, out: str, resume: bool = False) -> dict[str, float]:
     given = list(config.labels) + ["baseline"] * (len(paths) - len(config.models)) if config.labels else None
     names = model_labels(paths, given)
     base_name = names[paths.index(baseline)]
+    # every model folder and template before the first model runs (the default tasks take hours per model)
+    tokenizers = prompt_tokenizers(paths, config.chat_template) if config.chat_template else [None] * len(paths)
+    for path in paths:
+        model_source(path)
+    if config.include_path and not Path(config.include_path).is_dir():
+        raise ConfigError(f"include_path={config.include_path}: no such folder of lm-eval task YAMLs")
     task_manager = TaskManager(include_path=config.include_path or None, include_defaults=config.builtin_tasks)
 
     # --- evaluate each model -------------------------------------------------------
     metrics: dict[str, float] = {}
-    for name, path in zip(names, paths):
+    for name, path, tokenizer in zip(names, paths, tokenizers):
         try:
-            result = evaluate(path, config, task_manager)
+            result = evaluate(path, config, task_manager, tokenizer)
         except (KeyError, ValueError) as e:  # lm-eval's word for an unknown task or a bad task file
             raise ConfigError(f"lm-eval could not run tasks {list(config.tasks)} on {path}: {e}") from None
         folder = out / "tax" / name
@@ -116,7 +131,7 @@ def render(config, metrics: dict, names: list[str], paths: list[str], base: str)
         ("_stderr", "_delta"))})
     lines = ["# Alignment tax", "", f"lm-evaluation-harness tasks {', '.join(config.tasks)}; few-shot: "
              f"{'task default' if config.num_fewshot < 0 else config.num_fewshot}; limit: {config.limit or 'all'}; "
-             f"seed {config.seed}. Each cell: the score, its 95% interval (+-1.96 lm-eval standard errors), and the "
+             f"chat template: {config.chat_template or 'none, plain text'}; seed {config.seed}. Each cell: the score, its 95% interval (+-1.96 lm-eval standard errors), and the "
              f"difference from the baseline **{base}** (negative: a tax). Every prompt and answer is in "
              "`tax/<model>/samples_<task>.jsonl`.", "",
              "| task / metric | " + " | ".join(f"{n} (`{p}`)" for n, p in zip(names, paths)) + " |",

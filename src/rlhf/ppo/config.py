@@ -43,6 +43,10 @@ class PPOConfig(RunConfig, OptimConfig, GenerationConfig):
     """Prompts (formats: prompts) to draw episodes from, cycled in a seeded order."""
     pretrain_file: str = ""
     """Pretraining text (formats: pretraining text) for the ptx term; required when ptx_coef > 0."""
+    chat_template: str = ""
+    """Chat template for conversation prompts: a built-in (plain, chatml) or a Jinja file, in place of the
+    policy's own, saved with final/. Empty: the policy's own, normally the one SFT saved. The reward model reads
+    the policy's tokens, so it should have been trained with the same template."""
     total_episodes: int = 1024
     """Episodes (prompt, response pairs) to train on; rounded down to whole batches."""
     batch_size: int = 64

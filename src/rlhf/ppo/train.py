@@ -40,6 +40,7 @@ from rlhf.core.train import (
 )
 from rlhf.core.vllm_engine import episode_seed
 from rlhf.data.pretraining import load_pretrain
+from rlhf.inputs import check_ppo
 from rlhf.ppo.config import PPOConfig
 from rlhf.ppo.data import batch_prompt_indices, load_prompts, sequence_item
 from rlhf.ppo.loss import (
@@ -105,7 +106,8 @@ def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
     seed_everything(config.seed)
     device, rank, nproc = accelerator.device, accelerator.process_index, accelerator.num_processes
     accum = accumulation_steps(config, nproc)
-    tokenizer = load_tokenizer(config.policy)
+    tokenizer = load_tokenizer(config.policy, chat_template=config.chat_template)
+    check_ppo(config, tokenizer)  # every input file, before the models load
     pad_id, eos_id = tokenizer.pad_token_id, tokenizer.eos_token_id
     policy, reference, reward_model, value = load_models(config, device)
     check_same_tokens(tokenizer, (reward_model or value).tokenizer, config)

@@ -24,6 +24,7 @@ from rlhf.core.train import (
     seed_everything, step_indices, uses_side_by_side,
 )
 from rlhf.data import read_records
+from rlhf.inputs import check_rm
 from rlhf.rm.config import RMConfig
 from rlhf.rm.data import Ranking, RankingBatch, collate_rankings, load_rankings
 from rlhf.rm.loss import ranking_loss
@@ -59,9 +60,11 @@ def main(config: RMConfig, out: str, resume: bool = False) -> dict[str, float]:
     out = Path(out)
     seed_everything(config.seed)
     device, rank, nproc = accelerator.device, accelerator.process_index, accelerator.num_processes
+    check_rm(config)  # every input file, norm_file too, before the model loads
     model = reward_model_from_lm(
         config.model, dropout=None if config.dropout < 0 else config.dropout,
         gradient_checkpointing=config.gradient_checkpointing, lora=config.lora, seed=config.seed,
+        chat_template=config.chat_template,
     )
     tokenizer = model.tokenizer
     train = load_rankings(config.train_file, tokenizer, config.max_length, config.skip_bad_records)
@@ -130,7 +133,8 @@ def main(config: RMConfig, out: str, resume: bool = False) -> dict[str, float]:
     # --- finish: normalise so the reference set scores mean 0, then save final/ ----
     final_model = model
     if is_sharded(model):  # a plain copy for the main process to score and save (core/fsdp.py)
-        final_model = plain_copy(model, lambda: reward_model_from_lm(config.model, dropout=0.0, seed=config.seed))
+        final_model = plain_copy(model, lambda: reward_model_from_lm(config.model, dropout=0.0, seed=config.seed,
+                                                                     chat_template=config.chat_template))
     offset = float("nan")
     if accelerator.is_main_process:  # only the main process saves, so only it scores the reference set
         offset, source = normalisation_offset(final_model, config)

@@ -23,6 +23,7 @@ from rlhf.core.train import (
     Sums, accumulation_steps, backward_micro_batches, clip_and_step, epoch_order, make_accelerator, plan_steps, prepare,
     seed_everything, step_indices, uses_side_by_side,
 )
+from rlhf.inputs import check_sft
 from rlhf.sft.config import SFTConfig
 from rlhf.sft.data import Example, collate_packed, collate_padded, load_examples
 from rlhf.sft.loss import sft_loss
@@ -49,7 +50,8 @@ def main(config: SFTConfig, out: str, resume: bool = False) -> dict[str, float]:
     out = Path(out)
     seed_everything(config.seed)
     device, rank, nproc = accelerator.device, accelerator.process_index, accelerator.num_processes
-    tokenizer = load_tokenizer(config.model)
+    tokenizer = load_tokenizer(config.model, chat_template=config.chat_template)
+    check_sft(config, tokenizer)  # every input file, before the model loads
     model = load_causal_lm(
         config.model, dropout=None if config.dropout < 0 else config.dropout,
         gradient_checkpointing=config.gradient_checkpointing, lora=config.lora,
