@@ -35,8 +35,12 @@ def forward_loss(net, batch: dict, num_prompts) -> tuple[torch.Tensor, dict]:
     return ranking_loss(scores, batch["pairs"], batch["pair_prompt"], num_prompts)
 
 
-def group_cost(config: RMConfig) -> float | None:
-    """Forward rows in length groups, unless turned off or compiled (group shapes would recompile)."""
+def group_cost(config: RMConfig, net=None) -> float | None:
+    """Forward rows in length groups, unless turned off, compiled (group shapes would recompile) or sharded:
+    under FSDP every process must run the same number of forwards, or their gathers and reduce-scatters pair
+    up wrongly and the run hangs (seen: one rank in all_gather, the other in reduce_scatter)."""
+    if net is not None and is_sharded(net):
+        return None
     return config.group_cost_tokens if config.group_by_length and not config.compile else None
 
 
@@ -135,7 +139,7 @@ def main(config: RMConfig, out: str, resume: bool = False) -> dict[str, float]:
         if side_by_side:  # each micro-batch as two halves (whole prompts each), a core each
             micro = halves(micro)
         batches = [{k: v.to(accelerator.device)
-                    for k, v in collate_rankings([train[i] for i in idx], pad_id, group_cost(config)).items()}
+                    for k, v in collate_rankings([train[i] for i in idx], pad_id, group_cost(config, net)).items()}
                    for idx in micro]
         # Every step holds exactly batch_size prompts; DDP averages gradients over processes.
         num_prompts = config.batch_size / accelerator.num_processes
