@@ -220,7 +220,7 @@ def test_import_names_the_file_and_line_of_bad_utf8(sqlite_url, tmp_path, capsys
     path = tmp_path / "p.jsonl"
     path.write_bytes(b'{"prompt": "fine"}\n\n{"prompt": "caf\xe9"}\n')  # latin-1, not UTF-8, on line 3
     code, _, err = run(capsys, "import-prompts", str(path), "--db", sqlite_url)
-    assert code == 2 and "p.jsonl:3: field '<encoding>': not UTF-8: byte 0xe9 at column 16" in err
+    assert code == 2 and "p.jsonl:3: field '<encoding>': not valid UTF-8: byte 0xe9 at byte 16 of the line" in err
     assert items(sqlite_url) == 0
 
 

@@ -298,7 +298,7 @@ def missing(results, metrics: dict, sizes: list[str]) -> list[str]:
     if "ppo/prompt_passes" in metrics:
         lines.append(f"- PPO episodes: {metrics['ppo/prompt_passes']:.2f} passes over the PPO prompts (the paper: ~8). "
                      "With the gold standard as the reward, PPO-large needed ~10 passes (16,384 episodes) to beat "
-                     "SFT-large clearly, measured on the default world (docs/demo.md, item 16).")
+                     "SFT-large clearly, measured on the first world (docs/demo.md, History).")
     for s in sizes:
         for name in RL_MODELS:
             if metric_key("overopt", "gold_first", name, s) not in metrics:

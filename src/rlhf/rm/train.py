@@ -99,8 +99,8 @@ def main(config: RMConfig, out: str, resume: bool = False) -> dict[str, float]:
         num_prompts = config.batch_size / nproc  # every step holds batch_size prompts; DDP averages over processes
 
         def loss_fn(net_, idx: list[int]):
-            return forward_loss(net_, collate_rankings([train[i] for i in idx], pad_id, group_cost(config)).to(device),
-                                num_prompts)
+            batch = collate_rankings([train[i] for i in idx], pad_id, group_cost(config, net)).to(device)
+            return forward_loss(net_, batch, num_prompts)
 
         for stats in backward_micro_batches(net, micro, loss_fn, accelerator, step, last_ckpt, side_by_side):
             window += RankingSums.of(**stats)
@@ -155,8 +155,12 @@ def forward_loss(net, batch: RankingBatch, num_prompts) -> tuple[torch.Tensor, d
     return ranking_loss(scores, batch.pairs, batch.pair_prompt, num_prompts)
 
 
-def group_cost(config: RMConfig) -> float | None:
-    """Forward rows in length groups, unless turned off or compiled (group shapes would recompile)."""
+def group_cost(config: RMConfig, net=None) -> float | None:
+    """Forward rows in length groups, unless turned off, compiled (group shapes would recompile) or sharded:
+    under FSDP every process must run the same number of forwards, or their gathers and reduce-scatters pair
+    up wrongly and the run hangs (seen: one rank in all_gather, the other in reduce_scatter)."""
+    if net is not None and is_sharded(net):
+        return None
     return config.group_cost_tokens if config.group_by_length and not config.compile else None
 
 
