@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -90,3 +91,13 @@ def rm_config(model, **over):
             "micro_batch_size": 8, "max_length": 96, "logging_steps": 5,
             "norm_file": str(SAMPLE / "demonstrations_valid.jsonl"), **over}
     return load_config(RMConfig, None, [f"{k}={v}" for k, v in base.items()])
+
+
+def request_log_rows(server) -> list[dict]:
+    """Every row of a live `rlhf serve`'s request log, oldest first."""
+    conn = sqlite3.connect(server.state.request_log.path)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute("SELECT * FROM requests ORDER BY rowid")]
+    finally:
+        conn.close()

@@ -16,6 +16,7 @@ import openai
 import pytest
 
 from rlhf.serve.cli import KeysError, load_keys
+from tests.helpers import request_log_rows
 
 KEYS = {"sk-alice-0000000000": "u-alice", "sk-bob-00000000000": {"user_id": "u-bob", "log": False}}
 
@@ -31,15 +32,6 @@ def _client(server, key):
     return openai.OpenAI(base_url=server.base_url, api_key=key, max_retries=0, timeout=60)
 
 
-def _rows(server) -> list[dict]:
-    conn = sqlite3.connect(server.state.request_log.path)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute("SELECT * FROM requests ORDER BY rowid")]
-    finally:
-        conn.close()
-
-
 def test_missing_or_wrong_key_is_401(keyed):
     with pytest.raises(openai.AuthenticationError) as info:
         _client(keyed, "sk-wrong-key-12345").completions.create(model="tiny", prompt="hi", max_tokens=2)
@@ -50,13 +42,13 @@ def test_missing_or_wrong_key_is_401(keyed):
     # Authentication comes before validation, as in the OpenAI API.
     r = httpx.post(keyed.base_url + "/completions", content=b"{bad json", timeout=10)
     assert r.status_code == 401
-    assert _rows(keyed) == []
+    assert request_log_rows(keyed) == []
 
 
 def test_a_request_is_logged_with_the_keys_user_and_its_response(keyed):
     out = _client(keyed, "sk-alice-0000000000").completions.create(
         model="tiny", prompt="list five ideas", max_tokens=5, temperature=0, user="end-user-9")
-    (row,) = _rows(keyed)
+    (row,) = request_log_rows(keyed)
     assert row["id"] == out.id + "-0"
     assert row["user_id"] == "u-alice"  # the key's user, not the client-chosen `user`
     assert row["model"] == "tiny" and row["endpoint"] == "completions" and row["status"] == "done"
@@ -68,14 +60,14 @@ def test_a_request_is_logged_with_the_keys_user_and_its_response(keyed):
 
 
 def test_opt_outs_keep_requests_out_of_the_log(keyed):
-    before = len(_rows(keyed))
+    before = len(request_log_rows(keyed))
     messages = [{"role": "user", "content": "private"}]
     _client(keyed, "sk-bob-00000000000").chat.completions.create(model="tiny", messages=messages, max_tokens=2)
     _client(keyed, "sk-alice-0000000000").chat.completions.create(model="tiny", messages=messages, max_tokens=2,
                                                                   store=False)
-    assert len(_rows(keyed)) == before
+    assert len(request_log_rows(keyed)) == before
     _client(keyed, "sk-alice-0000000000").chat.completions.create(model="tiny", messages=messages, max_tokens=2)
-    rows = _rows(keyed)
+    rows = request_log_rows(keyed)
     assert len(rows) == before + 1 and json.loads(rows[-1]["prompt"]) == messages
 
 
@@ -132,9 +124,9 @@ def test_a_client_leaving_mid_stream_stops_decoding_and_is_logged_cancelled(keye
     with httpx.stream("POST", keyed.base_url + "/completions", json=body, headers=headers, timeout=30) as r:
         next(r.iter_lines())
     deadline = time.monotonic() + 10
-    while _rows(keyed)[-1]["status"] == "started" and time.monotonic() < deadline:
+    while request_log_rows(keyed)[-1]["status"] == "started" and time.monotonic() < deadline:
         time.sleep(0.05)
-    row = _rows(keyed)[-1]
+    row = request_log_rows(keyed)[-1]
     assert row["status"] == "cancelled" and json.loads(row["prompt"]) == "a long one"
     tokens = keyed.state.engine.stats["tokens"]
     time.sleep(0.3)

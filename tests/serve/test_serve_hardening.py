@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-import sqlite3
 import threading
 
 import httpx
 import openai
 import pytest
 
+from tests.helpers import request_log_rows
 from tests.serve.conftest import Gate
 
 JSON = {"content-type": "application/json"}
@@ -26,15 +26,6 @@ def server(serve):
 @pytest.fixture(scope="module")
 def client(server):
     return openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0, timeout=60)
-
-
-def _rows(server) -> list[dict]:
-    conn = sqlite3.connect(server.state.request_log.path)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute("SELECT * FROM requests ORDER BY rowid")]
-    finally:
-        conn.close()
 
 
 def _post(server, body, path="/completions", **kwargs) -> httpx.Response:
@@ -69,7 +60,7 @@ def test_a_tiny_temperature_is_raised_to_001_as_vllm_does(client, server, refere
     # 0.01 on this model's logits is greedy in all but name; before, 1e-300 was a 500.
     out = client.completions.create(model="tiny", prompt="hello world", max_tokens=8, temperature=1e-300, seed=1)
     assert out.choices[0].text == reference("hello world", 8)
-    assert json.loads(_rows(server)[-1]["params"])["temperature"] == 0.01
+    assert json.loads(request_log_rows(server)[-1]["params"])["temperature"] == 0.01
 
 
 def test_a_top_p_that_rounds_to_zero_keeps_the_top_token(client, reference):
@@ -181,12 +172,12 @@ def test_a_broken_chat_template_file_names_the_file_and_line(tiny_gpt2, tmp_path
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
 def test_a_body_that_is_not_application_json_is_415_and_not_logged(server, content_type):
-    before = len(_rows(server))
+    before = len(request_log_rows(server))
     headers = {"content-type": content_type} if content_type else {}
     r = httpx.post(server.base_url + "/completions", timeout=30, headers=headers,
                    content=json.dumps({"model": "tiny", "prompt": "cross-site", "max_tokens": 1, "user": "victim"}))
     _error(r, 415)
-    assert len(_rows(server)) == before
+    assert len(request_log_rows(server)) == before
 
 
 def test_json_with_a_charset_is_accepted(server):
@@ -216,7 +207,7 @@ def test_a_foreign_host_name_is_refused_on_loopback(server):
 
 def test_without_keys_the_body_user_is_not_recorded_as_the_user(client, server):
     client.completions.create(model="tiny", prompt="who am i", max_tokens=1, user="u-victim")
-    row = _rows(server)[-1]
+    row = request_log_rows(server)[-1]
     assert row["user_id"] is None
     assert json.loads(row["params"])["user"] == "u-victim"  # kept, as what the client said
 
@@ -235,11 +226,11 @@ def test_a_client_leaving_a_non_streamed_request_stops_decoding(server):
             sock.sendall(request)
             gate.wait_until(lambda: len(gate.batches) == 1)
         # Before: nothing noticed the client leave, and the row stayed "started" until 450 tokens were decoded.
-        gate.wait_until(lambda: _rows(server)[-1]["status"] == "cancelled")
+        gate.wait_until(lambda: request_log_rows(server)[-1]["status"] == "cancelled")
     finally:
         gate.open()
         engine.before_batch = None
-    row = _rows(server)[-1]
+    row = request_log_rows(server)[-1]
     assert json.loads(row["prompt"]) == "a long one, not streamed" and row["completion_tokens"] == 0
 
 
@@ -258,10 +249,10 @@ def test_more_choices_than_the_cap_is_a_400(client):
 
 @pytest.mark.parametrize("prompt", ["", "   \n\t", ["fine", " "]])
 def test_a_blank_prompt_is_a_400_and_not_logged(server, prompt):
-    before = len(_rows(server))
+    before = len(request_log_rows(server))
     error = _error(_post(server, {"model": "tiny", "prompt": prompt, "max_tokens": 1}), 400)
     assert error["param"] == "prompt" and "empty" in error["message"]
-    assert len(_rows(server)) == before
+    assert len(request_log_rows(server)) == before
 
 
 def test_blank_chat_messages_are_a_400(server):
@@ -276,10 +267,10 @@ def test_blank_chat_messages_are_a_400(server):
 ])
 def test_a_lone_surrogate_is_a_400_naming_the_field(server, body, param):
     path = "/chat/completions" if "messages" in body else "/completions"
-    before = len(_rows(server))
+    before = len(request_log_rows(server))
     error = _error(_post(server, body, path), 400)
     assert error["param"] == param and "surrogate" in error["message"]
-    assert len(_rows(server)) == before
+    assert len(request_log_rows(server)) == before
 
 
 def test_an_unexpected_error_is_a_json_500(server, monkeypatch):

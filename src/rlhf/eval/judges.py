@@ -74,11 +74,16 @@ def load_judge_prompt(spec: str) -> tuple[str, str]:
     path = BUILTIN_PROMPTS.get(spec or "final", Path(spec))
     if not path.exists():
         raise ConfigError(f"judge_prompt={spec}: no such file (or one of the built-in prompts: {', '.join(BUILTIN_PROMPTS)})")
+    return read_template(path, PLACEHOLDERS, "judge"), str(path)
+
+
+def read_template(path: Path, placeholders, what: str) -> str:
+    """A prompt template's text, refused with the placeholders it lacks (the judge's and the scorers' alike)."""
     template = path.read_text(encoding="utf-8")
-    missing = [p for p in PLACEHOLDERS if p not in template]
+    missing = [p for p in placeholders if p not in template]
     if missing:
-        raise ConfigError(f"{path}: the judge prompt must contain {', '.join(PLACEHOLDERS)}; missing {', '.join(missing)}")
-    return template, str(path)
+        raise ConfigError(f"{path}: the {what} prompt must contain {', '.join(placeholders)}; missing {', '.join(missing)}")
+    return template
 
 
 def prompt_text(prompt) -> str:

@@ -34,7 +34,7 @@ from rlhf.data.files import iter_raw
 from rlhf.data.records import FieldError, check_prompt
 from rlhf.eval.answers import drop_scores, squad_scores
 from rlhf.eval.config import SCORE_METRICS
-from rlhf.eval.judges import PROMPTS, ChatEndpoint, prompt_text
+from rlhf.eval.judges import PROMPTS, ChatEndpoint, prompt_text, read_template
 from rlhf.eval.winrate import bootstrap_interval
 
 log = logging.getLogger("rlhf.eval")
@@ -157,11 +157,7 @@ def load_rating_prompt(spec: str, what: str) -> str:
     path = PROMPTS / f"{spec}.md" if (PROMPTS / f"{spec}.md").exists() and "/" not in spec else Path(spec)
     if not path.exists():
         raise ConfigError(f"{what}_prompt={spec}: no such file")
-    template = path.read_text(encoding="utf-8")
-    missing = [p for p in RATING_PLACEHOLDERS if p not in template]
-    if missing:
-        raise ConfigError(f"{path}: the {what} prompt must contain {', '.join(RATING_PLACEHOLDERS)}; missing {', '.join(missing)}")
-    return template
+    return read_template(path, RATING_PLACEHOLDERS, what)
 
 
 def load_scorer(what: str, spec: str, config):
