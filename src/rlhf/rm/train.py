@@ -90,6 +90,7 @@ def main(config: RMConfig, out: str, resume: bool = False) -> dict[str, float]:
     # --- loop --------------------------------------------------------------------
     bar = progress(total_steps, "rm", disable=not accelerator.is_main_process, initial=step)
     window, window_s, total_pairs, total_s = RankingSums(), 0.0, 0.0, 0.0
+    cost = group_cost(config, net)  # once: whether the model is sharded does not change in the loop
     net.train()
     while step < total_steps:
         t0 = time.time()
@@ -99,7 +100,7 @@ def main(config: RMConfig, out: str, resume: bool = False) -> dict[str, float]:
         num_prompts = config.batch_size / nproc  # every step holds batch_size prompts; DDP averages over processes
 
         def loss_fn(net_, idx: list[int]):
-            batch = collate_rankings([train[i] for i in idx], pad_id, group_cost(config, net)).to(device)
+            batch = collate_rankings([train[i] for i in idx], pad_id, cost).to(device)
             return forward_loss(net_, batch, num_prompts)
 
         for stats in backward_micro_batches(net, micro, loss_fn, accelerator, step, last_ckpt, side_by_side):
