@@ -22,7 +22,7 @@ class PPOLearningRates:
 
 @dataclass
 class DemoConfig:
-    """Pretrain, SFT, RM, PPO and PPO-ptx on the embedded world at three sizes, then evaluate every
+    """Pretrain, SFT, RM, PPO and PPO-ptx on the embedded world at two sizes (three with full=true), then evaluate every
     model with held-out labelers against the largest SFT model (the paper's Figure 1)."""
 
     seed: int = 0
@@ -31,7 +31,7 @@ class DemoConfig:
     """One small size, a third of the data, fewer PPO episodes and eval prompts: the same report in ~1-2 minutes
     (a smoke test of the pipeline, not the result)."""
     full: bool = False
-    """All three sizes, adding large (2.8M parameters, 29x small): every result of the report, about 40 minutes
+    """All three sizes, adding large (2.8M parameters, 29x small): every result of the report, about 25 minutes
     on two cores. The default runs small and medium in the 20-minute budget (docs/demo.md, "Budget")."""
     sizes: list[str] = field(default_factory=list)
     """Model sizes to run; empty: small and medium, or all three with full=true (quick: small only)."""
@@ -47,8 +47,8 @@ class DemoConfig:
     """Pretraining steps per size. With the default (and seed 0) the package's shipped bases are used and nothing is
     trained; any other value or seed trains new bases once (~100 minutes on two cores) and caches them."""
     data_scale: float = 0.05
-    """Dataset size as a fraction of the paper's Table 6 (0.05 = 637 SFT, 1,660 RM, 1,557 PPO prompts; the world
-    runs out of distinct customer prompts a little above 0.06). Quick: 0.025."""
+    """Dataset size as a fraction of the paper's Table 6 (0.05 = 637 SFT and 1,660 RM prompts; PPO prompts: ppo_prompts; the world
+    has ~50,000 distinct customer prompts). Quick: 0.025."""
     eval_prompts: int = 600
     """Held-out customer prompts for the win rates and flags (quick: 100). 600 make a 95% interval about +-0.02
     wide: PPO's gain over SFT at these sizes is a few points, and 200 prompts (+-0.03) could not separate it."""
