@@ -84,6 +84,14 @@ def rm_data(model_dir: Path, n: int, k: int) -> Path:
     return path
 
 
+def fresh_accelerator_state() -> None:
+    """Each run here picks its own precision in one process; accelerate keeps the first run's state (a stage
+    never resets it: one stage is one process), so the benchmark clears it between runs itself."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+
+
 def ours_sft(model_dir: Path, data: Path, steps: int, precision: str, out: Path, compile: bool = False) -> float:
     from rlhf.config import load_config
     from rlhf.sft.config import SFTConfig
@@ -93,6 +101,7 @@ def ours_sft(model_dir: Path, data: Path, steps: int, precision: str, out: Path,
         f"model={model_dir}", f"train_file={data}", "epochs=100", f"max_steps={steps}", "batch_size=8",
         "micro_batch_size=8", "max_length=256", "lr=1e-4", f"precision={precision}", f"logging_steps={steps // 3}",
         "warmup_ratio=0", f"compile={str(compile).lower()}"])
+    fresh_accelerator_state()
     main(config, out)
     # Throughput of the last two logging windows: the first includes warm-up.
     rows = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines()]
@@ -109,6 +118,7 @@ def ours_rm(model_dir: Path, data: Path, steps: int, precision: str, out: Path, 
         f"model={model_dir}", f"train_file={data}", "epochs=100", f"max_steps={steps}", "batch_size=2",
         "micro_batch_size=2", "max_length=256", "lr=1e-5", f"precision={precision}", f"logging_steps={steps // 3}",
         "warmup_ratio=0", "norm_max_records=8", f"compile={str(compile).lower()}"])
+    fresh_accelerator_state()
     main(config, out)
     rows = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines()]
     rates = [r["rm/rankings_per_s"] for r in rows if "rm/rankings_per_s" in r]
