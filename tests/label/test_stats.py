@@ -4,21 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from rlhf.label.stats import agreement, flag_rates, pair_agreement, screening_scores, throughput
+from rlhf.label.stats import agreement, flag_rates, screening_scores, throughput
 
 NOW = datetime(2030, 1, 1)
 
 
 def row(item, labeler, ranking, flags=None, kind="ranking", reference=None, seconds=10.0):
     return (item, kind, reference, labeler, ranking, flags, seconds, NOW, None)
-
-
-def test_pair_agreement_counts_only_pairs_both_ordered_strictly():
-    assert pair_agreement([[0], [1], [2], [3]], [[0], [1], [2], [3]]) == (6, 6)  # C(4, 2)
-    assert pair_agreement([[0], [1], [2], [3]], [[3], [2], [1], [0]]) == (0, 6)
-    # (0,1) tied in b: left out; (0,2) agree; (1,2) agree
-    assert pair_agreement([[0], [1], [2]], [[0, 1], [2]]) == (2, 2)
-    assert pair_agreement([[1], [0], [2]], [[0], [1], [2]]) == (2, 3)
 
 
 def test_agreement_over_items_and_per_labeler():

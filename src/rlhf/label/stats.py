@@ -3,7 +3,8 @@
 Agreement is pairwise, as in the paper (section 3.4 reports 72.6% between training
 labelers): for two labelers who ranked the same item, each pair of responses that
 both ordered strictly counts once, and agrees when they ordered it the same way.
-Pairs either labeler tied are left out: a tie is neither agreement nor disagreement.
+Pairs either labeler tied are left out: a tie is neither agreement nor disagreement
+(`rlhf.data.pair_agreement`, which the simulated world's labelers are measured with too).
 """
 
 from __future__ import annotations
@@ -15,23 +16,10 @@ from statistics import median
 
 from sqlalchemy import func, select
 
-from rlhf.data import FLAGS
+from rlhf.data import FLAGS, pair_agreement
 from rlhf.label.db import Database
 from rlhf.label.models import Answer, Assignment, Item, User, utcnow
 from rlhf.label.tasks import default_overlap
-
-
-def pair_agreement(a: list[list[int]], b: list[list[int]]) -> tuple[int, int]:
-    """(agreeing pairs, pairs both ordered strictly) between two rankings of K responses."""
-    pos_a = {i: g for g, group in enumerate(a) for i in group}
-    pos_b = {i: g for g, group in enumerate(b) for i in group}
-    agree = total = 0
-    for i, j in combinations(sorted(pos_a), 2):
-        da, db = pos_a[i] - pos_a[j], pos_b[i] - pos_b[j]
-        if da and db:
-            total += 1
-            agree += (da > 0) == (db > 0)
-    return agree, total
 
 
 def _ratio(num: float, den: float) -> float | None:

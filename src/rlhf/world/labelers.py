@@ -16,6 +16,7 @@ import math
 import random
 from dataclasses import dataclass
 
+from rlhf.data.rankings import pair_agreement
 from rlhf.world.gold import WEIGHTS, GoldStandard
 from rlhf.world.responses import _partial, ideal_response, sample_response
 
@@ -81,22 +82,15 @@ def make_labelers(gold: GoldStandard, seed: int) -> list[Labeler]:
 def agreement(prompt_records: list[dict], labelers: list[Labeler], seed: int = 0, k: int = 6) -> float:
     """Pairwise inter-labeler agreement on typical model samples: for each prompt,
     two labelers rank the same K sampled responses; the share of response pairs
-    they order the same way."""
+    they order the same way. Samples often repeat a text, and a pair of identical
+    texts is left out (`rlhf.data.pair_agreement`); rankings here never tie."""
     rng = random.Random(f"{seed}/agreement")
     same = total = 0
     for record in prompt_records:
         responses = [sample_response(labelers[0].gold.kb, record["task"], rng) for _ in range(k)]
         a, b = rng.sample(labelers, 2)
-        pos_a = _positions(a.rank(record, responses, rng)["ranking"])
-        pos_b = _positions(b.rank(record, responses, rng)["ranking"])
-        for i in range(k):
-            for j in range(i + 1, k):
-                if responses[i] == responses[j]:
-                    continue  # identical texts: no preference to agree on
-                same += (pos_a[i] < pos_a[j]) == (pos_b[i] < pos_b[j])
-                total += 1
+        ranking_a = [[i] for i in a.rank(record, responses, rng)["ranking"]]
+        ranking_b = [[i] for i in b.rank(record, responses, rng)["ranking"]]
+        agree, counted = pair_agreement(ranking_a, ranking_b, responses)
+        same, total = same + agree, total + counted
     return same / max(total, 1)
-
-
-def _positions(order: list[int]) -> dict[int, int]:
-    return {idx: pos for pos, idx in enumerate(order)}
