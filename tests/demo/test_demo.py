@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from rlhf.demo.config import DemoConfig
 from rlhf.demo.keys import FIGURE4_FLAGS, MODELS, interval_keys, metric_key
@@ -32,6 +33,7 @@ def test_quick_is_one_small_size_with_fewer_steps():
     assert full.run_sizes == ["small", "medium", "large"]
     assert quick.reward_size == "small" and default.reward_size == full.reward_size == "medium"
     assert quick.num_ppo_episodes < full.num_ppo_episodes == default.num_ppo_episodes
+    assert default.num_round1_episodes == 768  # 2 passes over 384 prompts, in batches of 64
     # The quick run's small base model is the full run's: one cache entry serves both.
     from rlhf.demo.pretrain import cache_dir
 
@@ -110,7 +112,8 @@ def test_what_did_not_come_out_names_the_ppo_episode_budget():
 
 @pytest.fixture(scope="module")
 def quick_demos(tmp_path_factory):
-    """The quick demo twice on one cache: on two worker processes, then all in one process."""
+    """The quick demo twice on one cache: on two worker processes, then all in one process; with the second
+    round of comparisons (rm_rounds=2), which the quick run otherwise leaves out."""
     from rlhf.cli import main as cli
 
     root = tmp_path_factory.mktemp("quick")
@@ -118,7 +121,7 @@ def quick_demos(tmp_path_factory):
     for workers in (2, 1):
         outs[workers] = root / f"workers-{workers}"
         assert cli(["demo", "--out", str(outs[workers]), "quick=true", f"cache={root / 'cache'}",
-                    f"workers={workers}"]) == 0
+                    f"workers={workers}", "rm_rounds=2"]) == 0
     return outs
 
 
@@ -150,6 +153,16 @@ def test_quick_demo_writes_every_section_and_metric(quick_demos):
     # by a few points with any change to the world (0.58-0.65 so far), so the bar is 0.55.
     assert metrics["rm/accuracy_train_labelers"] > 0.55
     assert metrics["rm/accuracy_heldout_labelers"] > 0.55
+    # Round 2 ranked the round-1 policy's samples beside SFT's, and the final RM trained on both rounds.
+    round1 = (out / "data" / "comparisons_train.jsonl").read_text().splitlines()
+    round2 = [json.loads(line) for line in (out / "data" / "comparisons_round2.jsonl").read_text().splitlines()]
+    both = (out / "data" / "comparisons_train_all.jsonl").read_text().splitlines()
+    assert metrics["rm/rounds"] == 2 and metrics["rm/comparisons_round2"] == len(round2) > 0
+    assert len(both) == len(round1) + len(round2) and all(len(c["responses"]) == 6 for c in round2)
+    assert metrics["ppo_round1/kl_small"] > 0  # the round-1 policy moved away from SFT
+    final_rm = yaml.safe_load((out / "runs" / "rm" / "config.yaml").read_text())
+    assert final_rm["train_file"].endswith("comparisons_train_all.jsonl")
+    assert yaml.safe_load((out / "runs" / "ppo-small" / "config.yaml").read_text())["reward_model"].endswith("rm/final")
 
 
 def test_resume_reuses_a_stage_only_if_its_config_and_input_files_are_unchanged(tmp_path):

@@ -156,6 +156,19 @@ def table(metrics: dict, sizes: list[str], models, cell) -> list[str]:
     return lines
 
 
+
+def rounds_paragraph(metrics: dict, sizes: list[str]) -> list[str]:
+    """What the second round of comparisons was, when there was one."""
+    if metrics.get("rm/rounds", 1) < 2:
+        return []
+    kls = ", ".join(f"{s} {metrics.get(metric_key('ppo_round1', 'kl', s), float('nan')):.2f}" for s in sizes)
+    return [f"The reward model above is round 2's. Round 1's reward model (validation accuracy "
+            f"{100 * metrics.get('rm/accuracy_valid_round1', float('nan')):.1f}%) trained a short PPO policy at each "
+            f"size (KL from SFT at its end: {kls}); {metrics.get('rm/comparisons_round2', 0)} more comparisons ranked "
+            f"their samples beside SFT samples, and the final reward model (validation accuracy "
+            f"{100 * metrics.get('rm/accuracy_valid', float('nan')):.1f}%) trained on both rounds, as the paper's later "
+            "comparisons came partly from its PPO policies.", ""]
+
 def write_report(out: Path, config, metrics: dict, details: dict, bases: dict) -> None:
     sizes = config.run_sizes
     params = {s: bases[s]["params"] for s in sizes}
@@ -247,6 +260,7 @@ def sections(metrics: dict, sizes: list[str], details: dict, has_overopt: bool, 
               f"{_f(metrics.get(metric_key('rm', f'best_of_{BEST_OF}', 'random')))}, the reward model's pick "
               f"{_f(metrics.get(metric_key('rm', f'best_of_{BEST_OF}', 'rm')))} and the gold standard's own pick "
               f"{_f(metrics.get(metric_key('rm', f'best_of_{BEST_OF}', 'gold')))}.", "",
+              *rounds_paragraph(metrics, sizes),
               "## 4. Alignment tax", "",
               "Perplexity of held-out web text and accuracy on the world's public NLP tasks (fact cloze, sums, "
               "review sentiment). The PPO-ptx mix of pretraining gradients is meant to pay this tax back.", "",

@@ -5,6 +5,8 @@
 3. SFT at each size on the labelers' demonstrations (`rlhf sft`)
 4. comparisons: K responses per prompt (SFT samples and mixed-quality samples) ranked by
    the training labelers; one reward model for every size, as the paper used one 6B RM (`rlhf rm`)
+   with rm_rounds=2, a second round: short PPO policies on that reward model, their samples ranked beside
+   SFT samples, and the final reward model trained on both rounds (the paper's later comparisons)
 5. PPO and PPO-ptx at each size against that reward model (`rlhf ppo`)
 6. evaluation with the held-out labelers and the gold standard (`rlhf.demo.measure`)
 -> report.md with PNG plots, metrics.json (docs/demo.md explains how to read them)
@@ -91,32 +93,36 @@ def run_sft(config: DemoConfig, size: str, base: str, data: Path, runs: Path, re
     return run_stage(f"sft {size}", main, sft, runs / f"sft-{size}", resume)
 
 
-def run_rm(config: DemoConfig, sft_model: str, data: Path, runs: Path, resume: bool) -> dict:
+def run_rm(config: DemoConfig, sft_model: str, data: Path, runs: Path, resume: bool,
+           train_file: str = "comparisons_train.jsonl", folder: str = "rm") -> dict:
     from rlhf.rm.config import RMConfig
     from rlhf.rm.train import main
 
-    rm = RMConfig(model=sft_model, train_file=str(data / "comparisons_train.jsonl"),
+    rm = RMConfig(model=sft_model, train_file=str(data / train_file),
                   eval_file=str(data / "comparisons_valid.jsonl"), norm_file=str(data / "sft_train.jsonl"),
                   epochs=config.rm_epochs, lr=config.rm_lr, batch_size=16, micro_batch_size=16, max_length=256,
                   warmup_ratio=0.05, weight_decay=0.0, seed=config.seed, logging_steps=10)
     rm.validate()
-    return run_stage("rm", main, rm, runs / "rm", resume)
+    return run_stage(folder, main, rm, runs / folder, resume)
 
 
-def run_ppo(config: DemoConfig, size: str, ptx: bool, data: Path, runs: Path, resume: bool) -> dict:
+def run_ppo(config: DemoConfig, size: str, ptx: bool, data: Path, runs: Path, resume: bool,
+            rm: str = "rm", round1: bool = False) -> dict:
+    """PPO or PPO-ptx at one size from its SFT model against the reward model in runs/`rm`; a round-1 policy
+    (plain PPO, round1_passes) only serves round 2's comparisons."""
     from rlhf.ppo.config import PPOConfig
     from rlhf.ppo.train import main
 
-    ppo = PPOConfig(policy=str(runs / f"sft-{size}" / "final"), reward_model=str(runs / "rm" / "final"),
+    ppo = PPOConfig(policy=str(runs / f"sft-{size}" / "final"), reward_model=str(runs / rm / "final"),
                     prompts_file=str(data / "ppo_train_prompts.jsonl"),
                     pretrain_file=str(data / "pretrain.jsonl") if ptx else "",
-                    total_episodes=config.num_ppo_episodes, batch_size=64, mini_batch_size=16, micro_batch_size=16,
+                    total_episodes=config.num_round1_episodes if round1 else config.num_ppo_episodes, batch_size=64, mini_batch_size=16, micro_batch_size=16,
                     ppo_epochs=config.ppo_epochs, lr=getattr(config.ppo_lr, size), max_new_tokens=config.max_new_tokens, max_length=256,
                     temperature=config.temperature, kl_coef=config.kl_coef, ptx_coef=config.ptx_coef if ptx else 0.0,
                     no_eos_penalty=config.no_eos_penalty, value_warmup_iterations=config.value_warmup_iterations,
                     ptx_batch_size=16, ptx_max_length=128, seed=config.seed, log_samples=64, save_steps=0)
     ppo.validate()
-    name = "ppo_ptx" if ptx else "ppo"
+    name = "ppo_round1" if round1 else "ppo_ptx" if ptx else "ppo"
     return run_stage(f"{name} {size}", main, ppo, runs / f"{name}-{size}", resume)
 
 
@@ -195,6 +201,36 @@ def build_comparisons(world, sets: dict, sizes: list[str], samples: list, data: 
     atomic_write_jsonl(data / "comparisons_heldout_train_labelers.jsonl", out["rm_heldout"])
     atomic_write_jsonl(data / "comparisons_heldout_heldout_labelers.jsonl", out["rm_heldout_by_heldout"])
     return out
+
+
+def round2_sample_jobs(sets: dict, sizes: list[str], runs: Path, config: DemoConfig) -> list[Job]:
+    """Per size: its round-1 policy and its SFT model each sample rm_policy_samples responses to the size's
+    share of the RM training prompts."""
+    jobs = []
+    for s, size in enumerate(sizes):
+        prompts = [sets["rm_train"][i]["prompt"] for i in owned(sets["rm_train"], sizes, s)]
+        for model, nonce in (("ppo_round1", 40), ("sft", 50)):
+            seeds = [config.seed * 1000 + nonce + k for k in range(config.rm_policy_samples)]
+            jobs.append(Job(f"samples {model} {size} round 2", policy_samples,
+                            (str(runs / f"{model}-{size}" / "final"), prompts, seeds, config)))
+    return jobs
+
+
+def build_round2(world, sets: dict, sizes: list[str], samples: list, data: Path) -> list[dict]:
+    """Round 2's comparisons (round-1 policy and SFT samples of each prompt, ranked by the training labelers), in
+    comparisons_round2.jsonl, and both rounds together in comparisons_train_all.jsonl for the final RM.
+    `samples` are round2_sample_jobs' results, in its order."""
+    records = sets["rm_train"]
+    responses: list[list[str]] = [[] for _ in records]
+    for s in range(len(sizes)):
+        for texts in samples[2 * s] + samples[2 * s + 1]:
+            for i, text in zip(owned(records, sizes, s), texts):
+                responses[i].append(text)
+    round2 = world.comparisons(records, responses)
+    atomic_write_jsonl(data / "comparisons_round2.jsonl", round2)
+    round1 = [json.loads(line) for line in (data / "comparisons_train.jsonl").read_text().splitlines()]
+    atomic_write_jsonl(data / "comparisons_train_all.jsonl", round1 + round2)
+    return round2
 
 
 def rm_measures(rm_path: str, sft_path: str, comparisons: dict, eval_prompts: list[str], config: DemoConfig) -> dict:
@@ -279,9 +315,24 @@ def main(config: DemoConfig, out: str, resume: bool = False) -> dict:
         paths.update({("sft", s): sft_paths[s] for s in sizes})
         records = sets["eval"] + sets["truth"] + sets["harmful"]
         early = evaluation_jobs(world, records, paths, data, config)
-        rm_job = Job("rm", run_rm, (config, sft_paths[config.reward_size], data, runs, resume))
+        two_rounds = config.rm_rounds == 2
+        rm_sft = sft_paths[config.reward_size]
+        first_rm = "rm-round1" if two_rounds else "rm"
+        rm_job = Job("rm", run_rm, (config, rm_sft, data, runs, resume, "comparisons_train.jsonl", first_rm))
         rm_metrics, *early_results = workers.run([rm_job] + early, "rm")
         lap("rm", t)
+
+        if two_rounds:  # the paper's later rounds: compare what PPO learned, then retrain the RM on both rounds
+            t = time.time()
+            round1 = [Job(f"ppo_round1 {s}", run_ppo, (config, s, False, data, runs, resume, first_rm, True))
+                      for s in largest_first]
+            round1_metrics = workers.run(round1, "round 1 policies")
+            samples = workers.run(round2_sample_jobs(sets, sizes, runs, config), "round 2 comparisons")
+            comparisons["rm_train_round2"] = build_round2(world, sets, sizes, samples, data)
+            rm_round1 = rm_metrics
+            rm_job = Job("rm round 2", run_rm, (config, rm_sft, data, runs, resume, "comparisons_train_all.jsonl"))
+            (rm_metrics,) = workers.run([rm_job], "rm round 2")
+            lap("round2", t)
 
         t = time.time()
         rl_paths = {(name, s): str(runs / f"{name}-{s}" / "final") for s in sizes for name in RL_MODELS}
@@ -305,6 +356,7 @@ def main(config: DemoConfig, out: str, resume: bool = False) -> dict:
         **rm_direct,
         **best_of_n(world, sets["eval"], best_of),
         "rm/accuracy_valid": rm_metrics.get("rm/eval_accuracy", float("nan")),
+        "rm/rounds": config.rm_rounds,
         "rm/gold_accuracy_train_labelers": gold_accuracy(world, heldout_by_id, comparisons["rm_heldout"]),
         "rm/gold_accuracy_heldout_labelers": gold_accuracy(world, heldout_by_id, comparisons["rm_heldout_by_heldout"]),
         "labelers/agreement": world.agreement(),
@@ -320,6 +372,11 @@ def main(config: DemoConfig, out: str, resume: bool = False) -> dict:
             metrics[metric_key(name, "reward_first", s)] = m.get("ppo/reward_first", float("nan"))
             metrics[metric_key(name, "reward_last", s)] = m.get("ppo/reward_last", float("nan"))
             metrics[metric_key(name, "kl", s)] = m.get("objective/kl", float("nan"))
+    if two_rounds:
+        metrics["rm/accuracy_valid_round1"] = rm_round1.get("rm/eval_accuracy", float("nan"))
+        metrics["rm/comparisons_round2"] = len(comparisons["rm_train_round2"])
+        for (s, m) in zip(largest_first, round1_metrics):
+            metrics[metric_key("ppo_round1", "kl", s)] = m.get("objective/kl", float("nan"))
     # Episodes per PPO prompt: the paper ran ~8 passes (256k episodes over 31k prompts); report.py says why it matters.
     metrics["ppo/prompt_passes"] = config.num_ppo_episodes / len(sets["ppo_train"])
     metrics.update(timings)
