@@ -33,6 +33,7 @@ def test_quick_is_one_small_size_with_fewer_steps():
     assert full.run_sizes == ["small", "medium", "large"]
     assert quick.reward_size == "small" and default.reward_size == full.reward_size == "medium"
     assert quick.num_ppo_episodes < full.num_ppo_episodes == default.num_ppo_episodes
+    assert (quick.num_rm_rounds, default.num_rm_rounds, DemoConfig(quick=True, rm_rounds=2).num_rm_rounds) == (1, 2, 2)
     assert default.num_round1_episodes == 768  # 2 passes over 384 prompts, in batches of 64
     # The quick run's small base model is the full run's: one cache entry serves both.
     from rlhf.demo.pretrain import cache_dir
@@ -113,7 +114,7 @@ def test_what_did_not_come_out_names_the_ppo_episode_budget():
 @pytest.fixture(scope="module")
 def quick_demos(tmp_path_factory):
     """The quick demo twice on one cache: on two worker processes, then all in one process; with the second
-    round of comparisons (rm_rounds=2), which the quick run otherwise leaves out."""
+    round of comparisons (rm_rounds=2, the default run's), which quick=true leaves out to keep its budget."""
     from rlhf.cli import main as cli
 
     root = tmp_path_factory.mktemp("quick")

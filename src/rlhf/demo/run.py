@@ -5,7 +5,7 @@
 3. SFT at each size on the labelers' demonstrations (`rlhf sft`)
 4. comparisons: K responses per prompt (SFT samples and mixed-quality samples) ranked by
    the training labelers; one reward model for every size, as the paper used one 6B RM (`rlhf rm`)
-   with rm_rounds=2, a second round: short PPO policies on that reward model, their samples ranked beside
+   then (rm_rounds, default 2; quick: 1) a second round: short PPO policies on that reward model, their samples ranked beside
    SFT samples, and the final reward model trained on both rounds (the paper's later comparisons)
 5. PPO and PPO-ptx at each size against that reward model (`rlhf ppo`)
 6. evaluation with the held-out labelers and the gold standard (`rlhf.demo.measure`)
@@ -315,7 +315,7 @@ def main(config: DemoConfig, out: str, resume: bool = False) -> dict:
         paths.update({("sft", s): sft_paths[s] for s in sizes})
         records = sets["eval"] + sets["truth"] + sets["harmful"]
         early = evaluation_jobs(world, records, paths, data, config)
-        two_rounds = config.rm_rounds == 2
+        two_rounds = config.num_rm_rounds == 2
         rm_sft = sft_paths[config.reward_size]
         first_rm = "rm-round1" if two_rounds else "rm"
         rm_job = Job("rm", run_rm, (config, rm_sft, data, runs, resume, "comparisons_train.jsonl", first_rm))
@@ -356,7 +356,7 @@ def main(config: DemoConfig, out: str, resume: bool = False) -> dict:
         **rm_direct,
         **best_of_n(world, sets["eval"], best_of),
         "rm/accuracy_valid": rm_metrics.get("rm/eval_accuracy", float("nan")),
-        "rm/rounds": config.rm_rounds,
+        "rm/rounds": config.num_rm_rounds,
         "rm/gold_accuracy_train_labelers": gold_accuracy(world, heldout_by_id, comparisons["rm_heldout"]),
         "rm/gold_accuracy_heldout_labelers": gold_accuracy(world, heldout_by_id, comparisons["rm_heldout_by_heldout"]),
         "labelers/agreement": world.agreement(),
