@@ -31,8 +31,8 @@ class DemoConfig:
     """One small size, a third of the data, fewer PPO episodes and eval prompts: the same report in ~1-2 minutes
     (a smoke test of the pipeline, not the result)."""
     full: bool = False
-    """All three sizes, adding large (2.8M parameters, 29x small): every result of the report, about 25 minutes
-    on two cores. The default runs small and medium in the 20-minute budget (docs/demo.md, "Budget")."""
+    """All three sizes, adding large (2.8M parameters, 29x small): every result of the report, about 25 minutes with
+    rm_rounds=1 on two cores (a third more with two rounds). The default runs small and medium in the 20-minute budget (docs/demo.md, "Budget")."""
     sizes: list[str] = field(default_factory=list)
     """Model sizes to run; empty: small and medium, or all three with full=true (quick: small only)."""
     workers: int = 0
@@ -71,8 +71,8 @@ class DemoConfig:
     """Rounds of comparisons: 1, 2, or 0 for 2 (quick: 1). Round 2 ranks samples of round-1 policies (plain PPO at
     each size on the round-1 reward model, round1_passes over the PPO prompts) beside SFT samples, and the final
     reward model trains on both rounds from the SFT model again: the paper's later comparisons came partly from its
-    PPO policies, so its RM saw what PPO learns to exploit. It raised every PPO and PPO-ptx win rate of seeds 0 and
-    1 by 0.01-0.02 for about a third more time (docs/demo.md, "Two rounds")."""
+    PPO policies, so its RM saw what PPO learns to exploit. It raised 11 of the 12 PPO and PPO-ptx win rates of
+    world seeds 0-2, for about a third more time (docs/demo.md, "Two rounds")."""
     round1_passes: float = 2.0
     """PPO passes over the PPO prompts of the round-1 policies that round 2's comparisons sample."""
     rm_epochs: float = 2.0
