@@ -13,8 +13,10 @@ its mixed-precision policy) are not read; `precision=bf16` autocasts as without 
 
 What needs every process to agree: a forward of a sharded unit gathers its weights from all
 processes, so every process must run the same number of forwards. Work that only one process does,
-or whose count differs (evaluation, sampling, saving final/), runs inside `unsharded(...)`, which
-gathers the whole model once and lets each process run what it needs.
+or whose count differs (evaluation, PPO's sampling), runs inside `unsharded(...)`, which gathers the
+whole model once and lets each process run what it needs; saving final/ gathers a `plain_copy`. FSDP
+gathers a root unit's weights in its forward only: call the sharded module itself (PPO's
+PolicyAndValue and Reference), or name the method used in its place (`shard(..., forward_methods=)`).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import warnings
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -120,6 +121,9 @@ def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
     net = PolicyAndValue(policy, value)
     if sharded:  # rlhf shards all four models itself (core/fsdp.py); policy and value as one unit tree
         net, reference = shard(net, accelerator), shard(reference, accelerator)
+        # FSDP warns that the values and ptx logits it returns are slices, whose in-place change would skip a
+        # gather; nothing changes them in place (ppo/loss.py is pure), and a copy of the ptx logits costs memory.
+        warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module \(FSDPPolicyAndValue\) returned a view")
         reward_model = shard(reward_model, accelerator, forward_methods=("values",)) if reward_model else None
     optimizer, scheduler = make_optimizer(net, config, config.iterations)  # lr anneals once per PPO iteration
     if sharded:
