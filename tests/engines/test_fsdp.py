@@ -1,5 +1,6 @@
 """FSDP on CPU: `accelerate launch --use_fsdp` shards the model with torch's fully_shard over gloo
-(core/fsdp.py), trains as one process does, and checkpoints and resumes (SFT and the RM)."""
+(core/fsdp.py), trains as one process does, and checkpoints and resumes (SFT and the RM; PPO in
+test_fsdp_ppo.py)."""
 
 from __future__ import annotations
 
@@ -57,17 +58,6 @@ def test_fsdp_on_two_cpu_processes_equals_one_and_resumes(stage, tiny_gpt2, tmp_
     fsdp_cli(stage, "--out", str(resumed), "--resume", *args)
     assert max_weight_diff(tmp_path / "fsdp" / final, resumed / final) == 0.0
     assert losses(resumed) == losses(tmp_path / "fsdp")
-
-
-def test_ppo_under_fsdp_is_refused_with_what_to_do_instead(monkeypatch, tmp_path):
-    from rlhf.config import ConfigError
-    from rlhf.ppo import train
-    from rlhf.ppo.config import PPOConfig
-
-    monkeypatch.setattr(train, "fsdp_enabled", lambda accelerator: True)
-    config = PPOConfig(policy="p", reward_model="r", prompts_file="x.jsonl")
-    with pytest.raises(ConfigError, match="PPO under FSDP is not built yet.*without --use_fsdp"):
-        train.main(config, str(tmp_path / "run"))
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="on a GPU accelerate starts DeepSpeed")

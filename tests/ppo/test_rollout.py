@@ -10,7 +10,7 @@ from rlhf.core.groups import length_groups, padding_fraction
 from rlhf.core.lm import response_logits
 from rlhf.core.models import load_causal_lm, load_tokenizer
 from rlhf.core.reward import reward_model_from_lm
-from rlhf.ppo.rollout import Reference, score_episodes
+from rlhf.ppo.rollout import PolicyAndValue, Reference, score_episodes
 
 
 def test_inverse_cdf_pick_by_hand():
@@ -97,7 +97,7 @@ def test_scoring_in_length_groups_equals_one_batch(policy, tiny_gpt2):
     lens = batch[1].sum(-1).tolist(), batch[3].sum(-1).tolist()
     groups = length_groups(*lens, max_size=4, cost=0)
     assert len(groups) > 1
-    whole, grouped = (score_episodes(model, Reference(model), reward, value, *batch, 1.0, g) for g in ([[0, 1, 2, 3]], groups))
+    whole, grouped = (score_episodes(PolicyAndValue(model, value), Reference(model), reward, *batch, 1.0, g) for g in ([[0, 1, 2, 3]], groups))
     mask = batch[3].float()
     for key in ("logprobs", "ref_logprobs", "values"):
         torch.testing.assert_close(grouped[key] * mask, whole[key] * mask, atol=1e-5, rtol=1e-5)

@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from rlhf.core.fsdp import (
-    full_optimizer_state, full_state_dict, is_sharded, load_full_optimizer_state, load_full_state_dict,
+    full_optimizer_state, full_state_dict, is_sharded, load_full_optimizer_state, load_full_state_dict, optimizer_owner,
 )
 from rlhf.core.io import atomic_replace_dir, atomic_write_json
 from rlhf.core.models import unwrap_for_save
@@ -64,7 +64,7 @@ def save_checkpoint(
     rank = accelerator.process_index
     save_file(_rng_state(), str(tmp / f"rng_{rank}.safetensors"))
     (tmp / f"rng_{rank}.json").write_text(json.dumps({"python": repr(random.getstate())}))
-    sharded = next((m for m in modules.values() if is_sharded(m)), None)
+    sharded = optimizer_owner(modules)
     gathered = {name: full_state_dict(m) for name, m in modules.items() if is_sharded(m)}
     opt_states = {name: full_optimizer_state(sharded, getattr(opt, "optimizer", opt)) if sharded is not None and hasattr(opt, "param_groups")
                   else opt.state_dict() for name, opt in optimizers.items()}
@@ -89,7 +89,7 @@ def save_checkpoint(
 def load_checkpoint(path: str | Path, modules: dict, optimizers: dict, accelerator) -> dict:
     """Restore modules, optimizers and this process's RNG; returns state.json."""
     path = Path(path)
-    sharded = next((m for m in modules.values() if is_sharded(m)), None)
+    sharded = optimizer_owner(modules)
     for name, module in modules.items():
         if is_sharded(module):  # every process reads the whole file and keeps its shard
             load_full_state_dict(module, load_file(str(path / f"{name}.safetensors")))

@@ -13,8 +13,10 @@ its mixed-precision policy) are not read; `precision=bf16` autocasts as without 
 
 What needs every process to agree: a forward of a sharded unit gathers its weights from all
 processes, so every process must run the same number of forwards. Work that only one process does,
-or whose count differs (evaluation, sampling, saving final/), runs inside `unsharded(...)`, which
-gathers the whole model once and lets each process run what it needs.
+or whose count differs (evaluation, PPO's sampling), runs inside `unsharded(...)`, which gathers the
+whole model once and lets each process run what it needs; saving final/ gathers a `plain_copy`. FSDP
+gathers a root unit's weights in its forward only: call the sharded module itself (PPO's
+PolicyAndValue and Reference), or name the method used in its place (`shard(..., forward_methods=)`).
 """
 
 from __future__ import annotations
@@ -42,14 +44,15 @@ def fsdp_enabled(accelerator) -> bool:
     return os.environ.get(_FLAG) == "1" and accelerator.num_processes > 1
 
 
-def shard(module: torch.nn.Module, accelerator) -> torch.nn.Module:
+def shard(module: torch.nn.Module, accelerator, forward_methods: tuple[str, ...] = ()) -> torch.nn.Module:
     """fully_shard every transformer block inside `module`, then `module` itself. Returns it, its parameters
-    now DTensors: build the optimizer after this."""
+    now DTensors: build the optimizer after this. FSDP gathers the root unit's weights in `module`'s forward;
+    `forward_methods` names other methods callers use in its place (the reward model's `values`)."""
     if any(hasattr(m, "peft_config") for m in module.modules()):
         raise ValueError("LoRA with FSDP is not supported: the adapters are small enough for DDP "
                          "(launch without --use_fsdp), or train all weights with FSDP")
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
 
     mesh = init_device_mesh(accelerator.device.type, (accelerator.num_processes,))
     block_names = {name for m in module.modules() for name in (getattr(m, "_no_split_modules", None) or [])}
@@ -60,6 +63,8 @@ def shard(module: torch.nn.Module, accelerator) -> torch.nn.Module:
     for block in blocks:
         fully_shard(block, mesh=mesh)
     fully_shard(module, mesh=mesh)
+    for name in forward_methods:
+        register_fsdp_forward_method(module, name)
     log.info("FSDP: %s sharded over %d processes (%d %s blocks + the root), by rlhf (core/fsdp.py)",
              type(module).__name__, accelerator.num_processes, len(blocks), type(blocks[0]).__name__)
     return module
@@ -72,12 +77,19 @@ def is_sharded(module: torch.nn.Module | None) -> bool:
 
 
 @contextlib.contextmanager
-def unsharded(module: torch.nn.Module):
+def unsharded(module: torch.nn.Module, part: torch.nn.Module | None = None):
     """Every process holds the whole `module` inside the block (a collective on entry), so each may run any
-    number of forwards, or none; sharded again on exit. A no-op for a module that is not sharded."""
+    number of forwards, or none; sharded again on exit. With `part` (a submodule), only the root unit and the
+    units inside `part` are gathered: enough to run `part` directly (PPO samples from the policy of its joint
+    policy-and-value module). A no-op for a module that is not sharded."""
     from torch.distributed.fsdp import FSDPModule
 
-    units = [m for m in module.modules() if isinstance(m, FSDPModule)]
+    inside = set((part or module).modules())
+    units = [m for m in module.modules() if isinstance(m, FSDPModule) and (m is module or m in inside)]
+    if isinstance(module, FSDPModule):
+        # FSDP takes the first unit to run a forward for the root. Run directly, a block inside would claim it,
+        # and the next forward of `module` fails ("requires running forward through the root module first").
+        module._get_fsdp_state()._lazy_init()
     for unit in units:
         unit.unshard()
         unit.set_reshard_after_forward(False)
@@ -102,6 +114,16 @@ def load_full_state_dict(module: torch.nn.Module, state: dict[str, torch.Tensor]
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
     set_model_state_dict(module, state, options=StateDictOptions(full_state_dict=True, strict=False))
+
+
+def optimizer_owner(modules: dict[str, torch.nn.Module]) -> torch.nn.Module | None:
+    """The module whose parameter names key the sharded optimizer state of a checkpoint of `modules`: the one
+    sharded module (SFT, RM), or the sharded ones together under their names (PPO's policy and value model,
+    trained by one optimizer); None when nothing is sharded."""
+    sharded = {name: m for name, m in modules.items() if is_sharded(m)}
+    if len(sharded) <= 1:
+        return next(iter(sharded.values()), None)
+    return torch.nn.ModuleDict(sharded)
 
 
 def full_optimizer_state(module: torch.nn.Module, optimizer) -> dict:

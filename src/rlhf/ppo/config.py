@@ -58,7 +58,8 @@ class PPOConfig(RunConfig, OptimConfig, GenerationConfig):
     group_by_length: bool = True
     """Run each micro-batch as groups of episodes of similar length, each padded only to its own longest
     prompt and response (`core/groups.length_groups`); the rollout's scoring too. Gradients and scores are
-    the same sums, with less padding: 1.2-1.4x faster training when prompt lengths vary."""
+    the same sums, with less padding: 1.2-1.4x faster training when prompt lengths vary. Off under FSDP
+    (--use_fsdp), where every process must run the same number of forwards (docs/engines.md)."""
     group_cost_tokens: int = 32
     """What one more forward costs, in padded tokens, when choosing the groups: a group is split off only
     if it saves more padding than this. 32 fits small models on a CPU; raise it where a forward's fixed

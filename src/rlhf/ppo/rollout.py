@@ -118,27 +118,35 @@ def gather_rollout(rollout: Rollout, accelerator, pad_id: int) -> Rollout:
     return Rollout(**out)
 
 
-class Reference:
-    """The frozen SFT policy: a copy by default, or with LoRA the policy itself with its adapter
-    disabled (no second copy of the weights)."""
+class Reference(nn.Module):
+    """The frozen SFT policy; its forward gives the logits of response tokens. A copy by default, or with
+    LoRA the policy itself with its adapter disabled (no second copy of the weights). A module of its own
+    so that under FSDP its forward is the one that gathers its weights (core/fsdp.py)."""
 
     def __init__(self, model, lora_policy=None):
+        super().__init__()
         self.model = model if lora_policy is None else lora_policy
         self._lora = lora_policy is not None
 
     def context(self):
         return self.model.disable_adapter() if self._lora else contextlib.nullcontext()
 
+    def forward(self, ids, mask, prompt_len: int) -> torch.Tensor:
+        """(B, P+R) -> (B, R, V), as core/lm.response_logits."""
+        with self.context():
+            return response_logits(self.model, ids, mask, prompt_len)
 
-def score_episodes(policy, reference, reward_model, value_model, prompt_ids, prompt_mask, response_ids,
-                   response_mask, temperature: float, groups: list[list[int]], autocast=contextlib.nullcontext,
-                   side_by_side: bool = False) -> dict[str, torch.Tensor]:
+
+def score_episodes(policy_and_value: PolicyAndValue, reference: Reference, reward_model, prompt_ids, prompt_mask,
+                   response_ids, response_mask, temperature: float, groups: list[list[int]],
+                   autocast=contextlib.nullcontext, side_by_side: bool = False) -> dict[str, torch.Tensor]:
     """logprobs, ref_logprobs, values, scores and entropy of sampled episodes, one forward per group of
     episode indices (`core/groups.length_groups`), each trimmed of the padding its rows share; per-token outputs are 0
     past a group's longest response. Scores are the reward model's (none without one), before any no-EOS penalty. The
     policy-side models (policy, reference) and the value-side ones (value, reward) share no weights: with
     `side_by_side` they run on a core each (`core/streams.py`). `autocast` is a context factory, entered in
-    whichever thread does the work."""
+    whichever thread does the work. Each model runs through its own forward (the reward model's `values`), which
+    under FSDP gathers its weights: every process must then pass the same number of groups."""
     B, R = response_ids.shape
 
     def rows(group):
@@ -154,14 +162,12 @@ def score_episodes(policy, reference, reward_model, value_model, prompt_ids, pro
         with torch.no_grad(), autocast():
             for group in groups:
                 ids, mask, P, r_ids, r_mask = rows(group)
-                logits = response_logits(policy, ids, mask, P)  # (b, R', V)
+                logits, _, _ = policy_and_value(ids, mask, P, value=False)  # (b, R', V)
                 ent = entropy_from_logits(logits.float() / temperature)  # (b, R')
                 part = {"logprobs": token_logprobs(logits, r_ids, temperature),
                         "entropy": (ent * r_mask).sum(-1) / r_mask.sum(-1).clamp(min=1)}
                 del logits
-                with reference.context():
-                    part["ref_logprobs"] = token_logprobs(response_logits(reference.model, ids, mask, P), r_ids,
-                                                          temperature)
+                part["ref_logprobs"] = token_logprobs(reference(ids, mask, P), r_ids, temperature)
                 parts.append(part)
         return parts
 
@@ -170,7 +176,7 @@ def score_episodes(policy, reference, reward_model, value_model, prompt_ids, pro
         with torch.no_grad(), autocast():
             for group in groups:
                 ids, mask, P, _, _ = rows(group)
-                part = {"values": value_model.values(ids, mask, positions_from_mask(mask))[:, P - 1 : -1]}
+                part = {"values": policy_and_value(ids, mask, P, policy=False)[1]}  # (b, R')
                 if reward_model is not None:  # None: the caller scores with a Python reward_fn
                     part["scores"] = reward_scores(reward_model, ids, mask)
                 parts.append(part)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import warnings
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -26,7 +27,7 @@ import torch
 
 from rlhf.config import ConfigError, load_callable
 from rlhf.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, save_final
-from rlhf.core.fsdp import fsdp_enabled
+from rlhf.core.fsdp import fsdp_enabled, plain_copy, shard, unsharded
 from rlhf.core.generate import decode_responses, episode_noise, sample
 from rlhf.core.groups import consecutive_groups, length_groups, padding_fraction
 from rlhf.core.io import TRAINED_AGAINST, append_jsonl, atomic_write_json, atomic_write_jsonl, weights_sha256
@@ -97,10 +98,9 @@ class LossNorm:
 def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
     # --- setup -------------------------------------------------------------------
     accelerator = make_accelerator(config)
-    if fsdp_enabled(accelerator):
-        raise ConfigError("PPO under FSDP is not built yet: sampling and the length-grouped micro-batches run a "
-                          "different number of forwards on each process, which sharded weights cannot serve. "
-                          "Launch PPO without --use_fsdp (DDP), with LoRA for large policies (docs/engines.md)")
+    sharded = fsdp_enabled(accelerator)
+    if sharded:
+        refuse_under_fsdp(config)
     run = Run(out, config, accelerator.is_main_process, resume)
     out = Path(out)
     seed_everything(config.seed)
@@ -110,14 +110,26 @@ def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
     check_ppo(config, tokenizer)  # every input file, before the models load
     pad_id, eos_id = tokenizer.pad_token_id, tokenizer.eos_token_id
     policy, reference, reward_model, value = load_models(config, device)
+    # Under FSDP every process must run the same number of forwards of each sharded model (each one gathers
+    # weights from all): length groups differ in number per process, consecutive runs of micro_batch_size do not.
+    by_length = config.group_by_length and not sharded
     check_same_tokens(tokenizer, (reward_model or value).tokenizer, config)
     reward_fn = load_callable(config.reward_fn, "reward_fn") if config.reward_fn else None
     prompts = load_prompts(config.prompts_file, tokenizer, config.max_length - config.max_new_tokens, config.skip_bad_records)
     pretrain = load_pretrain(config.pretrain_file, tokenizer, config.ptx_max_length, config.skip_bad_records) \
         if config.ptx_coef > 0 else []
     net = PolicyAndValue(policy, value)
+    if sharded:  # rlhf shards all four models itself (core/fsdp.py); policy and value as one unit tree
+        net, reference = shard(net, accelerator), shard(reference, accelerator)
+        # FSDP warns that the values and ptx logits it returns are slices, whose in-place change would skip a
+        # gather; nothing changes them in place (ppo/loss.py is pure), and a copy of the ptx logits costs memory.
+        warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module \(FSDPPolicyAndValue\) returned a view")
+        reward_model = shard(reward_model, accelerator, forward_methods=("values",)) if reward_model else None
     optimizer, scheduler = make_optimizer(net, config, config.iterations)  # lr anneals once per PPO iteration
-    net, optimizer = accelerator.prepare(net, optimizer)
+    if sharded:
+        optimizer = accelerator.prepare(optimizer)
+    else:
+        net, optimizer = accelerator.prepare(net, optimizer)
     model = accelerator.unwrap_model(net)
     kl_ctl = KLController(config.kl_coef, config.kl_target, config.kl_horizon)
     sampler = make_sampler(config)
@@ -128,6 +140,8 @@ def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
              "per optimizer step on each of %d processes%s", len(prompts.ids), config.iterations, config.batch_size,
              config.batch_size // config.mini_batch_size, config.ppo_epochs, accum, config.micro_batch_size, nproc,
              f", ptx_coef {config.ptx_coef} on {len(pretrain)} documents" if pretrain else "")
+    if sharded and config.group_by_length:
+        log.info("FSDP: group_by_length is off, so that every process runs the same number of forwards")
 
     step, opt_steps, score_history, last_ckpt = 0, 0, [], None
     if resume and (ckpt := latest_checkpoint(out)) is not None:
@@ -157,16 +171,16 @@ def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
                 episode_prompts, [episode_seed(config.seed, e) for e in episode_ids], config.max_new_tokens,
                 config.temperature, config.top_p, eos_id, pad_id, device)  # (b, P), (b, P), (b, R), (b, R)
         else:
-            with accelerator.autocast():
+            # Each process stops when its own responses end, so it samples from the gathered policy.
+            with accelerator.autocast(), unsharded(net, part=model.policy):
                 noise = episode_noise(config.seed, episode_ids, config.max_new_tokens)  # (b, R)
                 prompt_ids, prompt_mask, response_ids, response_mask = sample(
                     model.policy, episode_prompts, noise, config.temperature, config.top_p, eos_id, pad_id)
         t_gen = time.time()
         # 2. score: reward model, policy and reference log-probs, values
-        groups = episode_groups(config, prompt_mask, response_mask)
-        scored = score_episodes(model.policy, reference, reward_model, model.value, prompt_ids, prompt_mask,
-                                response_ids, response_mask, config.temperature, groups, accelerator.autocast,
-                                side_by_side)
+        groups = episode_groups(config, prompt_mask, response_mask, by_length)
+        scored = score_episodes(model, reference, reward_model, prompt_ids, prompt_mask, response_ids, response_mask,
+                                config.temperature, groups, accelerator.autocast, side_by_side)
         if reward_fn is not None:
             scored["scores"] = python_rewards(reward_fn, config.reward_fn, [prompts.records[batch_idx[i]] for i in mine],
                                               tokenizer, response_ids, response_mask)
@@ -194,7 +208,7 @@ def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
             order = torch.randperm(config.batch_size, generator=torch.Generator().manual_seed(seed)).tolist()
             for m in range(n_mini):
                 mini = order[m * config.mini_batch_size : (m + 1) * config.mini_batch_size]
-                micro = micro_batches(config, rank, nproc, rollout, mini)
+                micro = micro_batches(config, rank, nproc, rollout, mini, by_length)
                 ptx, ptx_tokens = ptx_chunks(config, pretrain if train_policy else [], opt_steps, rank, nproc, len(micro))
                 norm = LossNorm(rollout.response_mask[mini].sum().float() / nproc, max(ptx_tokens, 1) / nproc)
 
@@ -252,8 +266,11 @@ def main(config: PPOConfig, out: str, resume: bool = False) -> dict[str, float]:
         sampler.close()
 
     # --- finish ------------------------------------------------------------------
+    final_policy = model.policy
+    if sharded:  # a plain copy for the main process to save (core/fsdp.py)
+        final_policy = plain_copy(model.policy, lambda: load_causal_lm(config.policy, dropout=0.0))
     if accelerator.is_main_process:
-        save_final(model.policy, tokenizer, out)
+        save_final(final_policy, tokenizer, out)
         record_reward(config, out / "final")
     accelerator.wait_for_everyone()
     final = run.latest_metrics()
@@ -332,6 +349,14 @@ def backward_parts(forwards: list, batches: list, loss_fn, accelerator, opt_step
 # --- setup and batching -------------------------------------------------------------------------
 
 
+def refuse_under_fsdp(config: PPOConfig) -> None:
+    """What PPO does not do under FSDP, said before any model loads."""
+    if config.generation_backend == "vllm":
+        raise ConfigError("generation_backend=vllm with FSDP (--use_fsdp) is not supported: the engine would need "
+                          "the policy's weights gathered from every process before each rollout, which is not built. "
+                          "Use generation_backend=native with FSDP, or vLLM with DDP (docs/engines.md)")
+
+
 def make_sampler(config: PPOConfig):
     """The vLLM engine of generation_backend=vllm, or None for our own sampler."""
     if config.generation_backend != "vllm":
@@ -406,22 +431,25 @@ def python_rewards(fn, spec: str, records: list[dict], tokenizer, response_ids: 
     return out
 
 
-def episode_groups(config: PPOConfig, prompt_mask: torch.Tensor, response_mask: torch.Tensor) -> list[list[int]]:
-    """Row indices of these episodes in forward-sized groups: of similar length with group_by_length,
-    otherwise consecutive runs of micro_batch_size."""
-    if not config.group_by_length:
+def episode_groups(config: PPOConfig, prompt_mask: torch.Tensor, response_mask: torch.Tensor,
+                   by_length: bool) -> list[list[int]]:
+    """Row indices of these episodes in forward-sized groups: of similar length with `by_length`
+    (group_by_length, off under FSDP), otherwise consecutive runs of micro_batch_size."""
+    if not by_length:
         return consecutive_groups(prompt_mask.shape[0], config.micro_batch_size)
     return length_groups(prompt_mask.sum(-1).tolist(), response_mask.sum(-1).tolist(), config.micro_batch_size,
                          config.group_cost_tokens)
 
 
-def micro_batches(config: PPOConfig, rank: int, nproc: int, rollout: Rollout, mini: list[int]) -> list[list[int]]:
-    """This process's micro-batches (episode indices) of one global mini-batch. Their number can differ
-    between processes: each process syncs gradients on its own last backward."""
+def micro_batches(config: PPOConfig, rank: int, nproc: int, rollout: Rollout, mini: list[int],
+                  by_length: bool) -> list[list[int]]:
+    """This process's micro-batches (episode indices) of one global mini-batch. With `by_length` their number
+    can differ between processes: under DDP each process syncs gradients on its own last backward."""
     per_proc = len(mini) // nproc
     mine = mini[rank * per_proc : (rank + 1) * per_proc]
     idx = torch.tensor(mine, device=rollout.prompt_mask.device)
-    return [[mine[i] for i in g] for g in episode_groups(config, rollout.prompt_mask[idx], rollout.response_mask[idx])]
+    return [[mine[i] for i in g]
+            for g in episode_groups(config, rollout.prompt_mask[idx], rollout.response_mask[idx], by_length)]
 
 
 def ptx_chunks(config: PPOConfig, pretrain: list[list[int]], opt_step: int, rank: int, nproc: int,
