@@ -127,6 +127,7 @@ def quick_demos(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # the first to run pays for the fixture: two quick demos with two rounds
 def test_quick_demo_writes_every_section_and_metric(quick_demos):
     out = quick_demos[2]
     report = (out / "report.md").read_text()
@@ -201,6 +202,7 @@ def test_resume_reuses_a_stage_only_if_its_config_and_input_files_are_unchanged(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # the first to run pays for the fixture: two quick demos with two rounds
 def test_worker_processes_give_the_results_of_one_process(quick_demos):
     """Every stage seeds itself, so running the independent stages in worker processes changes only the
     wall-clock time: every metric but times and memory is identical to the last digit."""
