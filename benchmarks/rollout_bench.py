@@ -45,8 +45,11 @@ def build(name: str, root: Path) -> Path:
 def prompts_for(model_dir: Path, n: int, length: int) -> list[list[int]]:
     import torch
 
+    # The tokenizer trained for a built model can hold fewer tokens than asked for (build_tiny_model's
+    # vocab_size is a cap): draw ids the model has, or its embedding lookup fails.
+    vocab = json.loads((model_dir / "config.json").read_text())["vocab_size"]
     g = torch.Generator().manual_seed(0)
-    return torch.randint(10, 2000, (n, length), generator=g).tolist()
+    return torch.randint(10, vocab, (n, length), generator=g).tolist()
 
 
 def run_native(model_dir: Path, prompts, new_tokens: int, dtype: str) -> dict:
