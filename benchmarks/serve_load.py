@@ -1,18 +1,22 @@
-"""Throughput and latency of `rlhf serve` under concurrent clients, on loopback.
+"""Throughput and latency of `rlhf serve` under concurrent clients, on loopback, per engine.
 
-    python benchmarks/serve_load.py [--model DIR] [--clients 8] [--requests 4] [--max-tokens 32]
+    python benchmarks/serve_load.py [--engines native,vllm] [--model DIR] [--clients 16] [--requests 4]
+                                    [--max-tokens 32] [--max-batch-size N]
 
-Starts the server in this process on 127.0.0.1 (a free port), then N client
-threads each send R completion requests back to back (greedy, fixed max_tokens,
-ignoring EOS is not possible through the API, so tokens are counted from usage).
-Runs once with batching off (max batch size 1) and once with it on, and prints
-completion tokens/s and p50/p95 request latency for each. Without --model a
-random GPT-2-shaped model (4 layers, width 256) is built offline in a temp folder.
-Bounded: N x R requests, each with a 120 s timeout; nothing leaves the machine."""
+Starts the server in this process on 127.0.0.1 (a free port) with each engine in turn, then N
+client threads each send R completion requests back to back (greedy, fixed max_tokens; the
+API cannot ignore EOS, so tokens are counted from usage). Prints completion tokens/s and
+p50/p95 request latency per engine, with the 1-minute load average before and after the run
+(on a shared machine the numbers move with it). --max-batch-size defaults to the number of
+clients (vLLM: its max_num_seqs); 1 measures our engine without batching. The vllm engine
+needs vLLM (run this with .venv-vllm/bin/python). Without --model a random GPT-2-shaped model
+(4 layers, width 256) is built offline in a temp folder. Bounded: N x R requests per engine,
+each with a 300 s timeout; nothing leaves the machine."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import statistics
 import tempfile
@@ -42,7 +46,7 @@ def load(base_url: str, model: str, clients: int, requests: int, max_tokens: int
     barrier = threading.Barrier(clients)
 
     def client(c: int) -> None:
-        with httpx.Client(timeout=120) as http:
+        with httpx.Client(timeout=300) as http:
             barrier.wait()
             for r in range(requests):
                 body = {"model": model, "prompt": f"client {c} request {r}: write a short story about a bear",
@@ -69,12 +73,15 @@ def load(base_url: str, model: str, clients: int, requests: int, max_tokens: int
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--engines", default="native", help="comma-separated: native, vllm")
     parser.add_argument("--model", help="model folder (default: a random GPT-2-shaped model built offline)")
-    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--requests", type=int, default=4, help="requests per client")
     parser.add_argument("--max-tokens", type=int, default=32)
-    parser.add_argument("--batch-wait-ms", type=float, default=10.0)
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--max-batch-size", type=int, help="rows decoded together (default: --clients)")
+    parser.add_argument("--batch-wait-ms", type=float, default=10.0, help="native only")
+    parser.add_argument("--kv-cache-gb", type=float, default=0.5, help="vllm only")
+    parser.add_argument("--device", default="auto", help="native only")
     args = parser.parse_args()
 
     from rlhf.serve.cli import build_state
@@ -85,24 +92,34 @@ def main() -> None:
 
         model = str(build_tiny_model(tempfile.mkdtemp(prefix="serve-bench-"), arch="gpt2", n_layer=4, d_model=256,
                                      n_head=4))
-    print(f"model {model}: {args.clients} clients x {args.requests} requests, max_tokens {args.max_tokens}")
-    for batch in (1, args.clients):
+    batch = args.max_batch_size or args.clients
+    print(f"model {model}: {args.clients} clients x {args.requests} requests, max_tokens {args.max_tokens}, "
+          f"max_batch_size {batch}, {os.cpu_count()} CPUs")
+    for engine in args.engines.split(","):
         log_dir = tempfile.mkdtemp(prefix="serve-bench-log-")
+        settings = ({"kv_cache_gb": args.kv_cache_gb} if engine == "vllm" else
+                    {"batch_wait_ms": args.batch_wait_ms, "device": args.device})
+        t0 = time.perf_counter()
         state = build_state(model, model_name="bench", log_prompts=f"{log_dir}/prompts.db", max_batch_size=batch,
-                            batch_wait_ms=args.batch_wait_ms, device=args.device)
+                            engine=engine, **settings)
+        started = time.perf_counter() - t0
         server, thread, url = start_server(state)
         try:
             load(url, "bench", 1, 1, 4)  # warm-up
+            before = os.getloadavg()[0]
             result = load(url, "bench", args.clients, args.requests, args.max_tokens)
+            after = os.getloadavg()[0]
         finally:
             server.should_exit = True
             thread.join(timeout=10)
             state.engine.close()
-        engine = state.engine.stats
-        print(f"max_batch_size={batch:<3} {result['tokens_per_s']:8.1f} tokens/s  p50 {result['p50_s']:.3f} s  "
-              f"p95 {result['p95_s']:.3f} s  ({result['requests']} requests, {result['errors']} errors, "
-              f"{result['tokens']} tokens in {result['wall_s']:.1f} s; {engine['batches']} batches, "
-              f"{engine['rows'] / max(engine['batches'], 1):.1f} rows per batch)")
+        stats = state.engine.stats
+        batches = (f"; {stats['batches']} batches, {stats['rows'] / stats['batches']:.1f} rows per batch"
+                   if stats["batches"] else "")
+        print(f"{engine:<7} {result['tokens_per_s']:8.1f} tokens/s  p50 {result['p50_s']:.2f} s  "
+              f"p95 {result['p95_s']:.2f} s  load average {before:.1f} -> {after:.1f}  ({result['requests']} "
+              f"requests, {result['errors']} errors, {result['tokens']} tokens in {result['wall_s']:.1f} s; "
+              f"engine start {started:.0f} s{batches})", flush=True)
 
 
 if __name__ == "__main__":
