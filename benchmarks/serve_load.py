@@ -1,13 +1,13 @@
 """Throughput and latency of `rlhf serve` under concurrent clients, on loopback, per engine.
 
-    python benchmarks/serve_load.py [--engines native,vllm] [--model DIR] [--clients 16] [--requests 4]
-                                    [--max-tokens 32] [--max-batch-size N]
+    python benchmarks/serve_load.py [--engines native,vllm] [--rounds 1] [--model DIR] [--clients 16]
+                                    [--requests 4] [--max-tokens 32] [--max-batch-size N]
 
-Starts the server in this process on 127.0.0.1 (a free port) with each engine in turn, then N
-client threads each send R completion requests back to back (greedy, fixed max_tokens; the
+Starts one server per engine in this process on 127.0.0.1 (free ports), then N client threads each send R completion requests back to back (greedy, fixed max_tokens; the
 API cannot ignore EOS, so tokens are counted from usage). Prints completion tokens/s and
-p50/p95 request latency per engine, with the 1-minute load average before and after the run
-(on a shared machine the numbers move with it). --max-batch-size defaults to the number of
+p50/p95 request latency per engine and round, with the 1-minute load average before and after
+each run (on a shared machine the numbers move with it; --rounds R alternates the engines R
+times so that both meet the same load). --max-batch-size defaults to the number of
 clients (vLLM: its max_num_seqs); 1 measures our engine without batching. The vllm engine
 needs vLLM (run this with .venv-vllm/bin/python). Without --model a random GPT-2-shaped model
 (4 layers, width 256) is built offline in a temp folder. Bounded: N x R requests per engine,
@@ -82,9 +82,8 @@ def main() -> None:
     parser.add_argument("--batch-wait-ms", type=float, default=10.0, help="native only")
     parser.add_argument("--kv-cache-gb", type=float, default=0.5, help="vllm only")
     parser.add_argument("--device", default="auto", help="native only")
+    parser.add_argument("--rounds", type=int, default=1, help="load runs per engine, the engines taking turns")
     args = parser.parse_args()
-
-    from rlhf.serve.cli import build_state
 
     model = args.model
     if model is None:
@@ -94,32 +93,46 @@ def main() -> None:
                                      n_head=4))
     batch = args.max_batch_size or args.clients
     print(f"model {model}: {args.clients} clients x {args.requests} requests, max_tokens {args.max_tokens}, "
-          f"max_batch_size {batch}, {os.cpu_count()} CPUs")
-    for engine in args.engines.split(","):
-        log_dir = tempfile.mkdtemp(prefix="serve-bench-log-")
-        settings = ({"kv_cache_gb": args.kv_cache_gb} if engine == "vllm" else
-                    {"batch_wait_ms": args.batch_wait_ms, "device": args.device})
-        t0 = time.perf_counter()
-        state = build_state(model, model_name="bench", log_prompts=f"{log_dir}/prompts.db", max_batch_size=batch,
-                            engine=engine, **settings)
-        started = time.perf_counter() - t0
-        server, thread, url = start_server(state)
-        try:
-            load(url, "bench", 1, 1, 4)  # warm-up
-            before = os.getloadavg()[0]
-            result = load(url, "bench", args.clients, args.requests, args.max_tokens)
-            after = os.getloadavg()[0]
-        finally:
+          f"max_batch_size {batch}, {os.cpu_count()} CPUs, {args.rounds} rounds", flush=True)
+    servers = {}
+    try:
+        for engine in args.engines.split(","):
+            servers[engine] = start_engine(engine, model, batch, args)
+        # Rounds alternate the engines, so a change in the machine's load hits both alike.
+        for _ in range(args.rounds):
+            for engine, (state, _, _, url) in servers.items():
+                before = os.getloadavg()[0]
+                result = load(url, "bench", args.clients, args.requests, args.max_tokens)
+                print(f"{engine:<7} {result['tokens_per_s']:8.1f} tokens/s  p50 {result['p50_s']:.2f} s  "
+                      f"p95 {result['p95_s']:.2f} s  load average {before:.1f} -> {os.getloadavg()[0]:.1f}  "
+                      f"({result['requests']} requests, {result['errors']} errors, {result['tokens']} tokens in "
+                      f"{result['wall_s']:.1f} s{batches(state.engine.stats)})", flush=True)
+    finally:
+        for state, server, thread, _ in servers.values():
             server.should_exit = True
             thread.join(timeout=10)
             state.engine.close()
-        stats = state.engine.stats
-        batches = (f"; {stats['batches']} batches, {stats['rows'] / stats['batches']:.1f} rows per batch"
-                   if stats["batches"] else "")
-        print(f"{engine:<7} {result['tokens_per_s']:8.1f} tokens/s  p50 {result['p50_s']:.2f} s  "
-              f"p95 {result['p95_s']:.2f} s  load average {before:.1f} -> {after:.1f}  ({result['requests']} "
-              f"requests, {result['errors']} errors, {result['tokens']} tokens in {result['wall_s']:.1f} s; "
-              f"engine start {started:.0f} s{batches})", flush=True)
+
+
+def start_engine(engine: str, model: str, batch: int, args):
+    """(state, server, thread, url) of a started server on `engine`, warmed up."""
+    from rlhf.serve.cli import build_state
+
+    log_dir = tempfile.mkdtemp(prefix="serve-bench-log-")
+    settings = ({"kv_cache_gb": args.kv_cache_gb} if engine == "vllm" else
+                {"batch_wait_ms": args.batch_wait_ms, "device": args.device})
+    t0 = time.perf_counter()
+    state = build_state(model, model_name="bench", log_prompts=f"{log_dir}/prompts.db", max_batch_size=batch,
+                        engine=engine, **settings)
+    server, thread, url = start_server(state)
+    load(url, "bench", 1, 1, 4)  # warm-up
+    print(f"{engine}: engine started in {time.perf_counter() - t0:.0f} s", flush=True)
+    return state, server, thread, url
+
+
+def batches(stats: dict) -> str:
+    """Rows per batch so far (our engine counts batches; vLLM's continuous batching has none)."""
+    return f"; {stats['rows'] / stats['batches']:.1f} rows per batch so far" if stats["batches"] else ""
 
 
 if __name__ == "__main__":
