@@ -29,7 +29,7 @@ if [ "$want_vllm" = 1 ]; then
   $V -c "import vllm" 2>/dev/null || $V -m pip install -q "${pins[@]}"
   $V -m pip install -q -e ".[serve,test]" "${pins[1]}"
   $V -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true  # last: installs above bring them back
-  echo "setup.sh: vLLM ready (.venv-vllm/bin/python -m pytest -q -m vllm tests/engines)"
+  echo "setup.sh: vLLM ready (.venv-vllm/bin/python -m pytest -q -m vllm tests/engines tests/serve)"
   exit 0
 fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv

@@ -45,18 +45,39 @@ class ServerThread:
             self.state.request_log.close()
 
 
+# The engines a test parametrized over them runs on; the vLLM side only where vLLM is installed
+# (.venv-vllm/, `bash scripts/setup.sh --vllm`; CI's `.ci/run` runs `-m vllm tests/serve` there).
+ENGINES = ["native", pytest.param("vllm", marks=pytest.mark.vllm)]
+# float32 so both engines compute the same numbers up to kernel rounding; a small KV cache on a shared machine.
+VLLM_SETTINGS = {"dtype": "float32", "kv_cache_gb": 0.25}
+
+
+@pytest.fixture(scope="session")
+def served_gpt2(tiny_model_factory):
+    """The model every serve test serves: the tiny GPT-2 at a head size vLLM's CPU attention takes (32;
+    the suite's default has 16), so the same tests run on both engines."""
+    from tests.engines.conftest import VLLM_SHAPE
+
+    return tiny_model_factory("gpt2", **VLLM_SHAPE)
+
+
 @pytest.fixture(scope="module")
-def serve(tiny_gpt2, tmp_path_factory):
-    """serve(**build_state kwargs) -> a started ServerThread (closed at module end)."""
+def serve(served_gpt2, tmp_path_factory):
+    """serve(engine="native", **build_state kwargs) -> a started ServerThread (closed at module end)."""
     from rlhf.serve.cli import build_state
 
     servers = []
 
-    def start(**kwargs):
+    def start(engine: str = "native", **kwargs):
         kwargs.setdefault("log_prompts", str(tmp_path_factory.mktemp("log") / "prompts.db"))
         kwargs.setdefault("model_name", "tiny")
-        kwargs.setdefault("model", str(tiny_gpt2))
-        server = ServerThread(build_state(device="cpu", **kwargs)).__enter__()
+        kwargs.setdefault("model", str(served_gpt2))
+        if engine == "vllm":
+            pytest.importorskip("vllm")
+            kwargs = {**VLLM_SETTINGS, **kwargs}
+        else:
+            kwargs.setdefault("device", "cpu")
+        server = ServerThread(build_state(engine=engine, **kwargs)).__enter__()
         servers.append(server)
         return server
 
@@ -65,15 +86,14 @@ def serve(tiny_gpt2, tmp_path_factory):
         server.__exit__(None, None, None)
 
 
-@pytest.fixture(scope="module")
-def reference(tiny_gpt2):
+def greedy_reference(model_dir):
     """reference(prompt_or_messages, max_tokens) -> greedy text from `model.generate`, one prompt alone."""
     import torch
 
     from rlhf.core.models import load_causal_lm, load_tokenizer
 
-    tok = load_tokenizer(str(tiny_gpt2))
-    model = load_causal_lm(str(tiny_gpt2)).eval()
+    tok = load_tokenizer(str(model_dir))
+    model = load_causal_lm(str(model_dir)).eval()
 
     def generate(prompt, max_tokens: int) -> str:
         if isinstance(prompt, list):
@@ -86,6 +106,11 @@ def reference(tiny_gpt2):
         return tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
 
     return generate
+
+
+@pytest.fixture(scope="module")
+def reference(served_gpt2):
+    return greedy_reference(served_gpt2)
 
 
 class Gate:

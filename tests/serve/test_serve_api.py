@@ -1,4 +1,5 @@
-"""The server through the official `openai` client: shapes, streaming, stops, errors."""
+"""The server through the official `openai` client: shapes, streaming, stops, errors, on both engines
+(ours and vLLM's: the same answers, since both are compared with `model.generate`)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import httpx
 import openai
 import pytest
 
+from tests.serve.conftest import ENGINES
+
 PROMPT = "write a short story about a bear who goes to the beach"
 
 
-@pytest.fixture(scope="module")
-def server(serve):
-    return serve()
+@pytest.fixture(scope="module", params=ENGINES)
+def server(serve, request):
+    return serve(engine=request.param)
 
 
 @pytest.fixture(scope="module")
@@ -156,3 +159,29 @@ def test_invalid_json_and_unknown_urls_use_the_error_shape(server):
     assert r.json()["error"]["param"] == "prompt"
     r = httpx.get(server.base_url + "/nothing-here", timeout=10)
     assert r.status_code == 404 and set(r.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_generation_stops_at_any_of_the_engines_eos_ids(server, client, served_gpt2, monkeypatch):
+    """A second EOS id (as generation_config.json gives Llama 3 its <|eot_id|>): the first token of the
+    greedy answer that is not a repeat, so the answer stops after a few tokens. (A random model never
+    draws the tokenizer's own EOS greedily; and a second model would cost a second vLLM start.)"""
+    import torch
+
+    from rlhf.core.models import load_causal_lm, load_tokenizer
+
+    tok, model = load_tokenizer(str(served_gpt2)), load_causal_lm(str(served_gpt2)).eval()
+    ids = tok(PROMPT, return_tensors="pt")
+    with torch.no_grad():
+        answer = model.generate(**ids, max_new_tokens=12, do_sample=False, pad_token_id=tok.pad_token_id)
+    answer = answer[0, ids["input_ids"].shape[1]:].tolist()
+    stop = next((k for k in range(1, len(answer)) if answer[k] not in answer[:k]), None)
+    assert stop is not None and tok.eos_token_id not in answer[:stop], f"no new token to stop on in {answer}"
+    monkeypatch.setattr(server.state.engine, "eos_ids", {tok.eos_token_id, answer[stop]})
+
+    out = client.completions.create(model="tiny", prompt=PROMPT, max_tokens=12, temperature=0)
+    text = tok.decode(answer[:stop], skip_special_tokens=True)
+    assert (out.choices[0].text, out.choices[0].finish_reason) == (text, "stop")
+    assert out.usage.completion_tokens == stop  # the EOS token is not counted, as in OpenAI's usage
+    chunks = list(client.completions.create(model="tiny", prompt=PROMPT, max_tokens=12, temperature=0, stream=True))
+    assert "".join(c.choices[0].text for c in chunks) == text
+    assert chunks[-1].choices[0].finish_reason == "stop"

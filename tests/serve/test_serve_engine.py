@@ -8,7 +8,7 @@ import threading
 import pytest
 import torch
 
-from rlhf.serve.engine import Delta, Engine, Failed, Finish, Job, SamplingParams, _Row, _stop_prefix_overlap
+from rlhf.serve.engine import Delta, Engine, Failed, Finish, Job, Row, SamplingParams, _stop_prefix_overlap
 from tests.serve.conftest import Gate
 
 
@@ -37,7 +37,7 @@ def engine(tiny):
 
 def test_top_p_keeps_only_the_nucleus(engine):
     logits = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05]))
-    row = _Row(Job([0], SamplingParams(temperature=1.0, top_p=0.7), 1, print), 0, torch.Generator().manual_seed(0))
+    row = Row(Job([0], SamplingParams(temperature=1.0, top_p=0.7), 1, print), 0, torch.Generator().manual_seed(0))
     draws = {engine._next_token(logits, row) for _ in range(300)}
     assert draws == {0, 1}  # 0.5 < 0.7 so token 1 joins; 0.8 >= 0.7 so token 2 never does
     row.job.params.top_p = 0.4
@@ -137,3 +137,16 @@ def test_one_requests_bad_settings_fail_only_that_request(engine):
 def test_a_request_wider_than_the_batch_is_refused(engine):
     with pytest.raises(ValueError, match="max batch size"):
         engine.submit([Job([1], SamplingParams(), 5, print)])
+
+
+def test_every_eos_id_of_the_tokenizer_and_generation_config_ends_an_answer(tiny):
+    """Llama 3 style: generation_config.json lists <|eot_id|> beside the tokenizer's EOS; both engines
+    stop on any of them (vLLM gets them as stop_token_ids)."""
+    from transformers import GenerationConfig
+
+    from rlhf.serve.engine import eos_ids
+
+    _, tok = tiny
+    assert eos_ids(GenerationConfig(eos_token_id=[tok.eos_token_id, 7]), tok) == {tok.eos_token_id, 7}
+    assert eos_ids(GenerationConfig(eos_token_id=9), tok) == {tok.eos_token_id, 9}
+    assert eos_ids(None, tok) == {tok.eos_token_id}  # a model folder without generation_config.json

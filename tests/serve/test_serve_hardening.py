@@ -280,3 +280,16 @@ def test_an_unexpected_error_is_a_json_500(server, monkeypatch):
     monkeypatch.setattr(server.state.engine, "encode_text", broken)
     error = _error(_post(server, {"model": "tiny", "prompt": "hi", "max_tokens": 1}), 500)
     assert error["type"] == "server_error" and "boom" not in error["message"]  # no internals leak
+
+
+def test_engine_vllm_without_vllm_says_how_to_install_it(served_gpt2, tmp_path, capsys):
+    import importlib.util
+
+    from rlhf.serve.cli import main
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here")
+    args = ["--model", str(served_gpt2), "--engine", "vllm", "--log-prompts", str(tmp_path / "p.db")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rlhf serve: vLLM is not installed") and "bash scripts/setup.sh --vllm" in err

@@ -2,9 +2,10 @@
 
 Each request goes: check Host and Origin -> authenticate -> read the body (capped)
 and validate it -> check model and length -> log the prompt (committed) ->
-generate on the batching engine -> reply. The order of the middle steps follows
-the OpenAI API: a bad key is a 401 even when the body is also bad. Errors use its
-shape, `{"error": {message, type, param, code}}`, 500s included.
+generate on the engine (ours or vLLM's: the same `BaseEngine` calls) -> reply.
+The order of the middle steps follows the OpenAI API: a bad key is a 401 even
+when the body is also bad. Errors use its shape, `{"error": {message, type,
+param, code}}`, 500s included.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rlhf.serve.engine import ContextLengthError, Delta, Engine, Failed, Finish, Job, PromptError, SamplingParams
+from rlhf.serve.engine import BaseEngine, ContextLengthError, Delta, Failed, Finish, Job, PromptError, SamplingParams
 from rlhf.serve.log import RequestLog
 from rlhf.serve.schemas import ChatRequest, CompletionRequest
 
@@ -63,7 +64,8 @@ class Caller:
 
 @dataclass
 class ServeState:
-    engine: Engine
+    engine: BaseEngine
+    """Ours (serve/engine.py) or vLLM's (serve/vllm_engine.py); this module does not ask which."""
     model_name: str
     request_log: RequestLog | None
     keys: dict[str, dict] | None
@@ -369,8 +371,7 @@ class Generation:
                 yield index, event
             status = "done"
         finally:
-            for job in jobs:  # the client went away, or we are done: stop decoding these rows
-                job.cancelled = True
+            self.state.engine.cancel(jobs)  # the client went away, or we are done: stop decoding these rows
             if status == "done":
                 await asyncio.to_thread(self._log_finish, status)
             else:

@@ -9,6 +9,10 @@ temperature, top_p, stop strings and seeds can share a batch: each row has its
 own generator and finish flag, and the batch ends when every row has finished.
 Tokens are picked by the package's one sampler (`core.generate.pick_tokens`).
 
+`BaseEngine` is what app.py sees of an engine, this one or vLLM's (serve/vllm_engine.py): the
+request side (prompts tokenized, lengths checked) and the text side (tokens to streamed text,
+stop strings, finish reasons) are shared, so only who picks the tokens differs.
+
 Legend: B rows in the batch, T prompt tokens (padded), V vocabulary.
 """
 
@@ -78,10 +82,13 @@ class Job:
 
 
 @dataclass
-class _Row:
+class Row:
+    """One choice of a job as its tokens arrive, on either engine."""
+
     job: Job
     index: int
-    generator: torch.Generator
+    generator: torch.Generator | None
+    """Its draws on our engine; None on vLLM's, which samples itself."""
     tokens: list[int] = field(default_factory=list)
     emitted: int = 0
     done: bool = False
@@ -95,30 +102,26 @@ class PromptError(ValueError):
     """The prompt cannot be turned into tokens (no chat template, or the template refused the messages)."""
 
 
-class Engine:
-    def __init__(self, model, tokenizer, max_batch_size: int = 8, batch_wait_s: float = 0.01, device: str = "cpu"):
-        self.model = model.to(device).eval()
-        self.tokenizer = tokenizer  # the worker thread's, for decoding
+class BaseEngine:
+    """What app.py calls on either engine (this batching engine or vLLM's, serve/vllm_engine.py), so the
+    API layer never asks which one it has: encode a prompt, check its length, `submit` jobs whose events
+    come back through each job's `emit`, `cancel` them when the client leaves, `close`.
+
+    The request side lives here, shared: prompts are tokenized with the model's own tokenizer (and
+    --chat-template) whichever engine decodes them, so both see the same prompt ids."""
+
+    def __init__(self, tokenizer, context_length: int, eos_ids: set[int], max_batch_size: int):
+        self.tokenizer = tokenizer  # the decoding thread's
         # Fast tokenizers are not safe to share between threads (Rust borrow errors). Requests encode
         # with their own copy, on their own threads, so a long prompt never holds up decoding.
         self._encoder = copy.deepcopy(tokenizer)
         self._encode_lock = threading.Lock()
-        self.device = device
+        self.context_length = context_length
+        self.max_prompt_chars = context_length * _longest_token_chars(tokenizer) * PROMPT_CHARS_MARGIN
+        self.eos_ids = eos_ids
         self.max_batch_size = max_batch_size
-        self.batch_wait_s = batch_wait_s
-        self.context_length = _context_length(model.config, tokenizer)
-        self.max_prompt_chars = self.context_length * _longest_token_chars(tokenizer) * PROMPT_CHARS_MARGIN
-        self.eos_ids = _eos_ids(model, tokenizer)
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(self.eos_ids))
-        self._waiting: deque[deque[Job]] = deque()  # one queue of jobs per request, oldest request first
-        self._cond = threading.Condition()
-        self._stop = threading.Event()
-        self._seed_source = torch.Generator().manual_seed(torch.seed())
         self.stats = {"batches": 0, "rows": 0, "tokens": 0}
-        self.before_batch: Callable[[list[Job]], None] | None = None
-        """Called on the worker thread with each batch's jobs before decoding them (tests watch batching here)."""
-        self._thread = threading.Thread(target=self._run, name="rlhf-serve-engine", daemon=True)
-        self._thread.start()
+        """Counters for benchmarks and tests: batches and rows decoded (this engine only), completion tokens."""
 
     # -- called from request handlers (any thread) --------------------------------------
 
@@ -162,16 +165,97 @@ class Engine:
                 f"This model's maximum context length is {self.context_length} tokens. However, the prompt has "
                 f"{chars} characters, far more than that many tokens can hold. Please reduce the prompt.")
 
-    def submit(self, jobs: list[Job]) -> None:
-        """Queue one request's jobs; requests take turns, one job each, when batches are made."""
+    def check_jobs(self, jobs: list[Job]) -> None:
         for job in jobs:
             if job.n > self.max_batch_size:
                 raise ValueError(f"n={job.n} is more than the server's max batch size {self.max_batch_size}")
             if not job.prompt_ids:
                 raise ValueError("a job needs at least one prompt token")
+
+    def submit(self, jobs: list[Job]) -> None:
+        raise NotImplementedError
+
+    # -- the decoding side (the engine's own thread) -----------------------------------
+    # Both engines turn tokens into text here, so the text, the stop strings and what is streamed
+    # are the same whoever picked the tokens.
+
+    def add_token(self, row: Row, token: int) -> None:
+        """Append a live row's next token; stream its new text; finish it on EOS, a stop string or length."""
+        if token in self.eos_ids:
+            self._finish(row, "stop", self._decode(row.tokens))
+            return
+        row.tokens.append(token)
+        self.stats["tokens"] += 1
+        text = self._decode(row.tokens)
+        cut = _find_stop(text, row.job.params.stop)
+        if cut is not None:
+            self._finish(row, "stop", text[:cut])
+        elif len(row.tokens) >= row.job.params.max_tokens:
+            self._finish(row, "length", text)
+        else:
+            self._emit_safe_prefix(row, text)
+
+    def fail(self, job: Job, error: Exception) -> None:
+        """Fail this job alone: it emits Failed once and its rows stop."""
+        log.error("a request failed in the engine: %s: %s", type(error).__name__, error)
+        if not job.cancelled:
+            job.cancelled = True
+            job.emit(Failed(f"generation failed: {type(error).__name__}: {error}"))
+
+    def _emit_safe_prefix(self, row: Row, text: str) -> None:
+        # Hold back a trailing partial UTF-8 character (decoded as U+FFFD) and any
+        # tail that could still become a stop string, so streamed text never has
+        # to be taken back.
+        end = len(text.rstrip("\ufffd")) - _stop_prefix_overlap(text, row.job.params.stop)
+        if end > row.emitted:
+            row.job.emit(Delta(row.index, text[row.emitted:end]))
+            row.emitted = end
+
+    def _finish(self, row: Row, reason: str, text: str) -> None:
+        if len(text) > row.emitted:
+            row.job.emit(Delta(row.index, text[row.emitted:]))
+        row.emitted = len(text)
+        row.done = True
+        row.job.emit(Finish(row.index, reason, text, len(row.tokens)))
+
+    def _decode(self, tokens: list[int]) -> str:
+        return self.tokenizer.decode(tokens, skip_special_tokens=True)
+
+    def cancel(self, jobs: list[Job]) -> None:
+        """Stop decoding these jobs (their client left, or their request is over); they emit nothing more."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class Engine(BaseEngine):
+    def __init__(self, model, tokenizer, max_batch_size: int = 8, batch_wait_s: float = 0.01, device: str = "cpu"):
+        super().__init__(tokenizer, context_length(model.config, tokenizer),
+                         eos_ids(model.generation_config, tokenizer), max_batch_size)
+        self.model = model.to(device).eval()
+        self.device = device
+        self.batch_wait_s = batch_wait_s
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(self.eos_ids))
+        self._waiting: deque[deque[Job]] = deque()  # one queue of jobs per request, oldest request first
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._seed_source = torch.Generator().manual_seed(torch.seed())
+        self.before_batch: Callable[[list[Job]], None] | None = None
+        """Called on the worker thread with each batch's jobs before decoding them (tests watch batching here)."""
+        self._thread = threading.Thread(target=self._run, name="rlhf-serve-engine", daemon=True)
+        self._thread.start()
+
+    def submit(self, jobs: list[Job]) -> None:
+        """Queue one request's jobs; requests take turns, one job each, when batches are made."""
+        self.check_jobs(jobs)
         with self._cond:
             self._waiting.append(deque(jobs))
             self._cond.notify()
+
+    def cancel(self, jobs: list[Job]) -> None:
+        for job in jobs:  # their rows stop at the next step; a job still queued is dropped when its turn comes
+            job.cancelled = True
 
     def waiting(self) -> int:
         """Jobs queued and not yet in a batch."""
@@ -236,15 +320,15 @@ class Engine:
                     break
         return rows
 
-    def _make_rows(self, jobs: list[Job]) -> list[_Row]:
+    def _make_rows(self, jobs: list[Job]) -> list[Row]:
         rows = []
         for job in jobs:
             try:
                 generators = [self._generator(job.params.seed, i) for i in range(job.n)]
             except (RuntimeError, OverflowError, ValueError) as e:  # e.g. a seed wider than 64 bits
-                self._fail(job, e)
+                self.fail(job, e)
                 continue
-            rows += [_Row(job, i, g) for i, g in enumerate(generators)]
+            rows += [Row(job, i, g) for i, g in enumerate(generators)]
         return rows
 
     def _generator(self, seed: int | None, index: int) -> torch.Generator:
@@ -281,7 +365,7 @@ class Engine:
                              attention_mask=attention_mask, position_ids=position_ids, use_cache=True, **cache)
             logits = out.logits[:, -1, :]  # (B, V)
 
-    def _next_token(self, logits: torch.Tensor, row: _Row) -> int:
+    def _next_token(self, logits: torch.Tensor, row: Row) -> int:
         """The row's next token from its (V,) logits; a finished row gets padding it will ignore."""
         if row.done or row.job.cancelled:
             return self.pad_id
@@ -290,55 +374,17 @@ class Engine:
             u = torch.rand(1, generator=row.generator)  # (1,)
             return int(pick_tokens(logits[None], u, params.temperature, params.top_p)[0])
         except Exception as e:  # one request's failure must not fail the requests sharing its batch
-            self._fail(row.job, e)
+            self.fail(row.job, e)
             return self.pad_id
 
-    def _fail(self, job: Job, error: Exception) -> None:
-        log.error("a request failed in the engine: %s: %s", type(error).__name__, error)
-        if not job.cancelled:
-            job.cancelled = True
-            job.emit(Failed(f"generation failed: {type(error).__name__}: {error}"))
-
-    def _advance(self, rows: list[_Row], next_ids: list[int]) -> None:
-        """Append each live row's token; stream its new text; finish it on EOS, a stop string or length."""
+    def _advance(self, rows: list[Row], next_ids: list[int]) -> None:
         for row, token in zip(rows, next_ids):
             if row.done:
                 continue  # finished rows keep decoding in the batch; their tokens are ignored
             if row.job.cancelled:
                 row.done = True
                 continue
-            if token in self.eos_ids:
-                self._finish(row, "stop", self._decode(row.tokens))
-                continue
-            row.tokens.append(token)
-            self.stats["tokens"] += 1
-            text = self._decode(row.tokens)
-            cut = _find_stop(text, row.job.params.stop)
-            if cut is not None:
-                self._finish(row, "stop", text[:cut])
-            elif len(row.tokens) >= row.job.params.max_tokens:
-                self._finish(row, "length", text)
-            else:
-                self._emit_safe_prefix(row, text)
-
-    def _emit_safe_prefix(self, row: _Row, text: str) -> None:
-        # Hold back a trailing partial UTF-8 character (decoded as U+FFFD) and any
-        # tail that could still become a stop string, so streamed text never has
-        # to be taken back.
-        end = len(text.rstrip("\ufffd")) - _stop_prefix_overlap(text, row.job.params.stop)
-        if end > row.emitted:
-            row.job.emit(Delta(row.index, text[row.emitted:end]))
-            row.emitted = end
-
-    def _finish(self, row: _Row, reason: str, text: str) -> None:
-        if len(text) > row.emitted:
-            row.job.emit(Delta(row.index, text[row.emitted:]))
-        row.emitted = len(text)
-        row.done = True
-        row.job.emit(Finish(row.index, reason, text, len(row.tokens)))
-
-    def _decode(self, tokens: list[int]) -> str:
-        return self.tokenizer.decode(tokens, skip_special_tokens=True)
+            self.add_token(row, token)
 
 
 def _find_stop(text: str, stops: list[str]) -> int | None:
@@ -357,9 +403,10 @@ def _stop_prefix_overlap(text: str, stops: list[str]) -> int:
     return best
 
 
-def _eos_ids(model, tokenizer) -> set[int]:
+def eos_ids(generation_config, tokenizer) -> set[int]:
+    """The tokenizer's EOS and the model's generation_config's (None when the model has none): either ends an answer."""
     ids = set()
-    for value in (tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None)):
+    for value in (tokenizer.eos_token_id, getattr(generation_config, "eos_token_id", None)):
         if isinstance(value, int):
             ids.add(value)
         elif isinstance(value, (list, tuple)):
@@ -373,7 +420,7 @@ def _longest_token_chars(tokenizer) -> int:
     return max((len(t) for t in tokenizer.get_vocab()), default=1)
 
 
-def _context_length(config, tokenizer) -> int:
+def context_length(config, tokenizer) -> int:
     for key in ("max_position_embeddings", "n_positions", "n_ctx", "seq_length"):
         value = getattr(config, key, None)
         if isinstance(value, int) and value > 0:
