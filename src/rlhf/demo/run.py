@@ -178,6 +178,17 @@ def sample_jobs(sets: dict, sft_paths: dict[str, str], config: DemoConfig) -> li
     return jobs
 
 
+def collect_responses(records: list, sizes: list[str], per_size: list[list[list[str]]]) -> list[list[str]]:
+    """Each prompt's sampled responses: per_size[s] holds size number s's sample lists, each over the prompts
+    that size owns (`owned`)."""
+    responses: list[list[str]] = [[] for _ in records]
+    for s, lists in enumerate(per_size):
+        for texts in lists:
+            for i, text in zip(owned(records, sizes, s), texts):
+                responses[i].append(text)
+    return responses
+
+
 def build_comparisons(world, sets: dict, sizes: list[str], samples: list, data: Path, config: DemoConfig) -> dict:
     """Rank K responses per prompt (the SFT samples, then rm_world_samples of mixed quality) with the training
     labelers: comparisons_{train,valid}.jsonl, and the held-out set ranked twice, by training and by held-out
@@ -186,11 +197,7 @@ def build_comparisons(world, sets: dict, sizes: list[str], samples: list, data: 
     sets_ = comparison_sets(config)
     for j, (name, nonce) in enumerate(sets_):
         records = sets[name]
-        responses: list[list[str]] = [[] for _ in records]
-        for s in range(len(sizes)):
-            for texts in samples[s * len(sets_) + j]:
-                for i, text in zip(owned(records, sizes, s), texts):
-                    responses[i].append(text)
+        responses = collect_responses(records, sizes, [samples[s * len(sets_) + j] for s in range(len(sizes))])
         for i, r in enumerate(records):
             responses[i] += world.sample_responses(r, config.rm_world_samples, nonce=nonce)
         out[name] = out.get(name, []) + world.comparisons(records, responses)
@@ -216,19 +223,14 @@ def round2_sample_jobs(sets: dict, sizes: list[str], runs: Path, config: DemoCon
     return jobs
 
 
-def build_round2(world, sets: dict, sizes: list[str], samples: list, data: Path) -> list[dict]:
+def build_round2(world, sets: dict, sizes: list[str], samples: list, round1: list[dict], data: Path) -> list[dict]:
     """Round 2's comparisons (round-1 policy and SFT samples of each prompt, ranked by the training labelers), in
-    comparisons_round2.jsonl, and both rounds together in comparisons_train_all.jsonl for the final RM.
-    `samples` are round2_sample_jobs' results, in its order."""
+    comparisons_round2.jsonl, and with round 1's training comparisons in comparisons_train_all.jsonl for the final
+    RM. `samples` are round2_sample_jobs' results, in its order."""
     records = sets["rm_train"]
-    responses: list[list[str]] = [[] for _ in records]
-    for s in range(len(sizes)):
-        for texts in samples[2 * s] + samples[2 * s + 1]:
-            for i, text in zip(owned(records, sizes, s), texts):
-                responses[i].append(text)
+    responses = collect_responses(records, sizes, [samples[2 * s] + samples[2 * s + 1] for s in range(len(sizes))])
     round2 = world.comparisons(records, responses)
     atomic_write_jsonl(data / "comparisons_round2.jsonl", round2)
-    round1 = [json.loads(line) for line in (data / "comparisons_train.jsonl").read_text().splitlines()]
     atomic_write_jsonl(data / "comparisons_train_all.jsonl", round1 + round2)
     return round2
 
@@ -328,7 +330,7 @@ def main(config: DemoConfig, out: str, resume: bool = False) -> dict:
                       for s in largest_first]
             round1_metrics = workers.run(round1, "round 1 policies")
             samples = workers.run(round2_sample_jobs(sets, sizes, runs, config), "round 2 comparisons")
-            comparisons["rm_train_round2"] = build_round2(world, sets, sizes, samples, data)
+            comparisons["rm_train_round2"] = build_round2(world, sets, sizes, samples, comparisons["rm_train"], data)
             rm_round1 = rm_metrics
             rm_job = Job("rm round 2", run_rm, (config, rm_sft, data, runs, resume, "comparisons_train_all.jsonl"))
             (rm_metrics,) = workers.run([rm_job], "rm round 2")
