@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -39,6 +40,17 @@ def max_weight_diff(a: Path, b: Path) -> float:
     wa, wb = load_file(str(a)), load_file(str(b))
     assert wa.keys() == wb.keys()
     return max((wa[k].float() - wb[k].float()).abs().max().item() for k in wa)
+
+
+def interrupted_copy(run: Path, to: Path, checkpoints: int) -> Path:
+    """A copy of a finished run as a kill after its first `checkpoints` checkpoints would have left it (no
+    final/, no metrics.json, no later checkpoints): `--resume` on it must finish with the run's own results."""
+    shutil.copytree(run, to)
+    shutil.rmtree(to / "final")
+    (to / "metrics.json").unlink()
+    for later in sorted((to / "checkpoints").glob("step-*"))[checkpoints:]:
+        shutil.rmtree(later)
+    return to
 
 
 def two_torch_threads():

@@ -5,7 +5,6 @@ test_fsdp_ppo.py)."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 
 from rlhf.core.models import load_tokenizer
 from rlhf.core.tokens import CHAT_TEMPLATES
-from tests.helpers import env, max_weight_diff, run_cli
+from tests.helpers import env, interrupted_copy, max_weight_diff, run_cli
 from tests.test_reliability import STAGES
 
 pytestmark = pytest.mark.slow
@@ -49,12 +48,7 @@ def test_fsdp_on_two_cpu_processes_equals_one_and_resumes(stage, tiny_gpt2, tmp_
     assert load_tokenizer(str(tmp_path / "fsdp" / "final")).chat_template == CHAT_TEMPLATES["plain"]
 
     # Resume from the second checkpoint: gathered weights and optimizer state scatter back exactly.
-    resumed = tmp_path / "resumed"
-    shutil.copytree(tmp_path / "fsdp", resumed)
-    shutil.rmtree(resumed / "final")
-    (resumed / "metrics.json").unlink()
-    for later in sorted((resumed / "checkpoints").glob("step-*"))[2:]:
-        shutil.rmtree(later)
+    resumed = interrupted_copy(tmp_path / "fsdp", tmp_path / "resumed", checkpoints=2)
     fsdp_cli(stage, "--out", str(resumed), "--resume", *args)
     assert max_weight_diff(tmp_path / "fsdp" / final, resumed / final) == 0.0
     assert losses(resumed) == losses(tmp_path / "fsdp")

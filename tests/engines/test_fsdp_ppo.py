@@ -4,13 +4,12 @@ model (core/fsdp.py), samples from the gathered policy, and trains as one proces
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
 from tests.engines.test_fsdp import fsdp_cli
-from tests.helpers import max_weight_diff, run_cli
+from tests.helpers import interrupted_copy, max_weight_diff, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -48,12 +47,7 @@ def test_ppo_under_fsdp_on_two_cpu_processes_equals_one_and_resumes(ppo_world, t
     assert max_weight_diff(tmp_path / "one" / final, tmp_path / "fsdp" / final) < 1e-4  # bound of the DDP test
 
     # Resume from the first checkpoint: gathered policy, value and their one optimizer scatter back exactly.
-    resumed = tmp_path / "resumed"
-    shutil.copytree(tmp_path / "fsdp", resumed)
-    shutil.rmtree(resumed / "final")
-    (resumed / "metrics.json").unlink()
-    for later in sorted((resumed / "checkpoints").glob("step-*"))[1:]:
-        shutil.rmtree(later)
+    resumed = interrupted_copy(tmp_path / "fsdp", tmp_path / "resumed", checkpoints=1)
     fsdp_cli("ppo", "--out", str(resumed), "--resume", *args)
     assert max_weight_diff(tmp_path / "fsdp" / final, resumed / final) == 0.0
     assert [{k: r[k] for k in STATS} for r in logged(resumed)] == [{k: r[k] for k in STATS} for r in two]

@@ -19,6 +19,7 @@ from rlhf.config import load_config  # noqa: E402
 from rlhf.core.generate import VLLMConfig, sample  # noqa: E402
 from rlhf.core.models import load_causal_lm, load_tokenizer  # noqa: E402
 from rlhf.core.vllm_engine import VLLMSampler  # noqa: E402
+from tests.helpers import interrupted_copy  # noqa: E402
 
 pytestmark = pytest.mark.vllm
 # float32 so both engines compute the same numbers up to kernel rounding; a small KV cache on a shared machine.
@@ -134,12 +135,7 @@ def test_resume_with_vllm_equals_the_uninterrupted_run(vllm_ppo_run, vllm_world,
     from rlhf.ppo.train import main
 
     whole, _ = vllm_ppo_run
-    resumed = tmp_path / "resumed"
-    shutil.copytree(whole, resumed)
-    shutil.rmtree(resumed / "final")
-    (resumed / "metrics.json").unlink()
-    for later in sorted((resumed / "checkpoints").glob("step-*"))[2:]:  # keep steps 3 and 6: resume at 6 of 12
-        shutil.rmtree(later)
+    resumed = interrupted_copy(whole, tmp_path / "resumed", checkpoints=2)  # keep steps 3 and 6: resume at 6 of 12
     main(load_config(PPOConfig, None, ppo_args(vllm_world)), str(resumed), resume=True)
     a, b = load_file(str(whole / "final" / "model.safetensors")), load_file(str(resumed / "final" / "model.safetensors"))
     # The resumed run pushes the checkpoint's weights and draws each episode from its own seed, so it
