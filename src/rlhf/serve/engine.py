@@ -18,6 +18,7 @@ Legend: B rows in the batch, T prompt tokens (padded), V vocabulary.
 
 from __future__ import annotations
 
+import abc
 import copy
 import logging
 import threading
@@ -102,7 +103,7 @@ class PromptError(ValueError):
     """The prompt cannot be turned into tokens (no chat template, or the template refused the messages)."""
 
 
-class BaseEngine:
+class BaseEngine(abc.ABC):
     """What app.py calls on either engine (this batching engine or vLLM's, serve/vllm_engine.py), so the
     API layer never asks which one it has: encode a prompt, check its length, `submit` jobs whose events
     come back through each job's `emit`, `cancel` them when the client leaves, `close`.
@@ -172,8 +173,9 @@ class BaseEngine:
             if not job.prompt_ids:
                 raise ValueError("a job needs at least one prompt token")
 
+    @abc.abstractmethod
     def submit(self, jobs: list[Job]) -> None:
-        raise NotImplementedError
+        """Queue these jobs (check_jobs has passed); their events come back through job.emit."""
 
     # -- the decoding side (the engine's own thread) -----------------------------------
     # Both engines turn tokens into text here, so the text, the stop strings and what is streamed
@@ -221,12 +223,13 @@ class BaseEngine:
     def _decode(self, tokens: list[int]) -> str:
         return self.tokenizer.decode(tokens, skip_special_tokens=True)
 
+    @abc.abstractmethod
     def cancel(self, jobs: list[Job]) -> None:
         """Stop decoding these jobs (their client left, or their request is over); they emit nothing more."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Stop the engine and release what it holds."""
 
 
 class Engine(BaseEngine):
