@@ -42,9 +42,10 @@ def test_ppo_under_fsdp_on_two_cpu_processes_equals_one_and_resumes(ppo_world, t
     # lost micro-batch or ptx chunk moves the weights by ~lr, 5e-3 (tests/ppo/test_train.py).
     for a, b in zip(one, two):
         for key in STATS:
-            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-5), (a["step"], key)
+            assert a[key] == pytest.approx(b[key], rel=1e-3, abs=1e-5), (a["step"], key)  # 20x the measured
     final = "final/model.safetensors"
-    assert max_weight_diff(tmp_path / "one" / final, tmp_path / "fsdp" / final) < 1e-4  # bound of the DDP test
+    # the DDP and FSDP SFT/RM tests' bound: 13x the measured difference, 5x below what a lost micro-batch moves
+    assert max_weight_diff(tmp_path / "one" / final, tmp_path / "fsdp" / final) < 1e-3
 
     # Resume from the first checkpoint: gathered policy, value and their one optimizer scatter back exactly.
     resumed = interrupted_copy(tmp_path / "fsdp", tmp_path / "resumed", checkpoints=1)
