@@ -1,7 +1,7 @@
 """Throughput and latency of `rlhf serve` under concurrent clients, on loopback, per engine.
 
-    python benchmarks/serve_load.py [--engines native,vllm] [--rounds 1] [--model DIR] [--clients 16]
-                                    [--requests 4] [--max-tokens 32] [--max-batch-size N]
+    python benchmarks/serve_load.py [--engines native,vllm] [--rounds 1] [--model DIR]
+        [--clients 16] [--requests 4] [--max-tokens 32] [--max-batch-size N]
 
 Starts one server per engine in this process on 127.0.0.1 (free ports), then N client threads each send R completion requests back to back (greedy, fixed max_tokens; the
 API cannot ignore EOS, so tokens are counted from usage). Prints completion tokens/s and
