@@ -84,3 +84,10 @@ def test_exponent_floats_without_a_dot_parse_as_numbers(tmp_path):
     path.write_text("model: m\ntrain_file: t\nlr: 1e-5\n")
     assert load_config(SFTConfig, path, []).lr == 1e-5
     assert load_config(SFTConfig, path, ["lr=3e-4", "batch_size=64"]).lr == 3e-4
+
+
+def test_overrides_on_both_sides_of_out_all_count(capsys, tmp_path):
+    # Before --out and after it: a key=value on either side reaches the config (here the misspelt one after).
+    code = cli_main(["rm", "model=m", "--out", str(tmp_path / "x"), "train_file=t", "epoch=1"])
+    assert code == 2
+    assert "did you mean 'epochs'" in capsys.readouterr().err

@@ -104,7 +104,8 @@ def _report_user_error(stage: str, error: BaseException) -> int:
 def run_stage(stage: str, argv: list[str]) -> int:
     from rlhf.config import load_config
 
-    args = _stage_parser(stage).parse_args(argv)
+    # Intermixed: key=value overrides may come before and after --out (plain parse_args takes only the first run).
+    args = _stage_parser(stage).parse_intermixed_args(argv)
     if getattr(args, "quick", False):
         args.overrides.append("quick=true")
     if getattr(args, "labels", None):
