@@ -47,3 +47,17 @@ def test_eval_says_first_when_the_judge_is_the_training_reward_model(runs, monke
     m = run_eval(runs, runs / "eval2", f"reward_model={runs}/rm", "judge=judges:longer", "pretrain_file=", num_prompts=4)
     assert m["eval/judge_is_training_rm"] == 0.0 and m["eval/reward_is_training_rm/ppo"] == 1.0
     assert "Warning" not in (runs / "eval2" / "report.md").read_text().splitlines()[2]
+
+
+def test_a_policy_trained_on_an_ensemble_is_judged_by_its_reward_when_the_judge_is_a_member(runs):
+    ppo = runs / "runs" / "ppo" / "final"
+    reward_model_from_lm(str(runs / "runs" / "sft" / "final"), seed=5).save(runs / "other-rm")
+    reward_model_from_lm(str(runs / "runs" / "sft" / "final"), seed=6).save(runs / "third-rm")
+    record_reward(SimpleNamespace(reward_model=f"{runs / 'rm'},{runs / 'other-rm'}", reward_fn=""), ppo)
+    assert trained_against(ppo)["reward_model_sha256"].count(",") == 1  # one hash per member
+    shutil.copytree(runs / "other-rm", runs / "copied-other")
+    hashes = {}
+    assert judged_by_its_reward_model(str(runs / "rm"), str(ppo), hashes) == "same path"
+    assert judged_by_its_reward_model(str(runs / "copied-other"), str(ppo), hashes) == "same weights"
+    assert judged_by_its_reward_model(f"{runs / 'third-rm'},{runs / 'other-rm'}", str(ppo), hashes) == "same path"
+    assert judged_by_its_reward_model(str(runs / "third-rm"), str(ppo), hashes) == ""

@@ -189,6 +189,23 @@ def test_final_records_the_reward_model_it_was_trained_against(ppo_world, tmp_pa
     assert len(record["reward_model_sha256"]) == 64
 
 
+def test_an_ensemble_rewards_the_mean_of_its_members_and_records_each(ppo_world, tmp_path):
+    """reward_model=a,b: the first iteration's episodes (the same for every reward: same policy, same seed) score
+    the mean of what a and b score them; final/ records both members for rlhf eval's guard."""
+    from tests.ppo.conftest import train_rule_reward_model
+
+    other = train_rule_reward_model(Path(ppo_world["policy"]), tmp_path / "rm-b", steps=40, seed=1)
+    scores = {}
+    for name, rm in (("a", ppo_world["reward_model"]), ("b", str(other)), ("ab", f"{ppo_world['reward_model']},{other}")):
+        m = main(load_config(PPOConfig, None, world_args(ppo_world, total_episodes=16, reward_model=rm)), str(tmp_path / name))
+        scores[name] = m["ppo/reward_first"]
+    assert abs(scores["a"] - scores["b"]) > 0.05  # two members that disagree, or the mean would prove nothing
+    assert scores["ab"] == pytest.approx((scores["a"] + scores["b"]) / 2, abs=1e-5)
+    record = json.loads((tmp_path / "ab" / "final" / "trained_against.json").read_text())
+    assert record["reward_model"].split(",") == [str(Path(ppo_world["reward_model"]).resolve()), str(other.resolve())]
+    assert [len(h) for h in record["reward_model_sha256"].split(",")] == [64, 64]
+
+
 def test_nan_loss_stops_the_run(ppo_world, tmp_path, monkeypatch):
     from rlhf.core.train import NonFiniteLossError
     from rlhf.ppo import train as ppo_train

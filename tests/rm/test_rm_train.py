@@ -53,3 +53,26 @@ def test_side_by_side_halves_equal_one_backward(tiny_gpt2, tmp_path, monkeypatch
     # Adam amplifies float reordering here: the same run with 1 thread instead of 2 already differs by 1.7e-4.
     assert max_weight_diff(tmp_path / "halves/final/model.safetensors", tmp_path / "whole/final/model.safetensors") < 1e-3
     assert halves["train/loss"] == pytest.approx(whole["train/loss"], rel=1e-5)
+
+
+def test_folders_separated_by_commas_load_as_an_ensemble_scoring_their_mean(tiny_gpt2, tmp_path):
+    import torch
+
+    from rlhf.core.reward import RewardEnsemble, reward_model_from_lm, reward_model_paths
+
+    # Heads that ignore the text: member a scores 1.0; member b scores -3.0 - its offset 0.5 = -3.5.
+    for name, bias, offset in (("a", 1.0, 0.0), ("b", -3.0, 0.5)):
+        rm = reward_model_from_lm(tiny_gpt2, seed=1)
+        with torch.no_grad():
+            rm.head.weight.zero_()
+            rm.head.bias.fill_(bias)
+            rm.offset.fill_(offset)
+        rm.save(tmp_path / name)
+    ensemble = rlhf.load_reward_model(f"{tmp_path / 'a'}, {tmp_path / 'b'}")
+    assert isinstance(ensemble, RewardEnsemble) and len(ensemble.members) == 2
+    assert ensemble.score(["Q?", "Say hi."], ["A.", "hi"]) == pytest.approx([-1.25, -1.25])  # (1.0 - 3.5) / 2
+    ids = torch.tensor([[5, 6, 7]])
+    assert ensemble.values(ids, torch.ones_like(ids))[0].tolist() == pytest.approx([-1.25] * 3)
+    assert rlhf.load_reward_model(tmp_path / "b").score(["Q?"], ["A."]) == pytest.approx([-3.5])  # one folder: one model
+    with pytest.raises(ValueError, match="no reward model folder"):
+        reward_model_paths(" , ")

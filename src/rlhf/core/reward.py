@@ -4,6 +4,8 @@ by a scalar head (paper section 3.5), read at the last non-padding token.
 Shared by the reward-model stage (trains it), SFT (picks the epoch by validation
 reward, as the paper did), PPO (rewards; the value model starts from it) and eval.
 
+Several folders separated by commas load as one `RewardEnsemble` whose reward is the mean of theirs.
+
 Saved folder layout (loads with `rlhf.load_reward_model(path)`):
   config.json, model.safetensors   the body, a plain `transformers` AutoModel
   tokenizer files
@@ -101,6 +103,38 @@ class RewardModel(nn.Module):
         atomic_replace_dir(tmp, path)
 
 
+class RewardEnsemble(nn.Module):
+    """Reward models of the same tokenizer read as one: each score (and value) is the members' mean. Members
+    trained from the same SFT model on the same comparisons with different seeds err differently where the data
+    does not pin the answer down, and their mean is over-optimised later (Coste et al. 2023, "Reward Model
+    Ensembles Help Mitigate Overoptimization")."""
+
+    def __init__(self, members: list[RewardModel]):
+        super().__init__()
+        if not members:
+            raise ValueError("a reward model ensemble needs at least one member")
+        self.members = nn.ModuleList(members)
+        self.tokenizer = members[0].tokenizer
+
+    def values(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids=None) -> torch.Tensor:
+        """(B, T) -> (B, T): the members' per-position values, averaged."""
+        return torch.stack([m.values(input_ids, attention_mask, position_ids) for m in self.members]).mean(0)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T) -> (B,): the members' rewards, averaged."""
+        return torch.stack([m(input_ids, attention_mask) for m in self.members]).mean(0)
+
+    score = RewardModel.score
+
+
+def reward_model_paths(spec: str | Path) -> list[str]:
+    """The folders of a reward model spec: one folder, or several separated by commas (an ensemble)."""
+    paths = [p.strip() for p in str(spec).split(",") if p.strip()]
+    if not paths:
+        raise ValueError(f"no reward model folder in {str(spec)!r}")
+    return paths
+
+
 def _hidden_size(config) -> int:
     for key in ("hidden_size", "n_embd", "d_model"):
         if hasattr(config, key):
@@ -133,8 +167,21 @@ def reward_model_from_lm(
     return model
 
 
-def load_reward_model(path: str | Path, dtype: str = "float32", device: str | None = None) -> RewardModel:
-    """Load a reward model folder written by `rlhf rm` (or RewardModel.save)."""
+def load_reward_model(path: str | Path, dtype: str = "float32", device: str | None = None) -> RewardModel | RewardEnsemble:
+    """Load a reward model folder written by `rlhf rm` (or RewardModel.save); several folders separated by commas
+    load as a RewardEnsemble, which scores like one model."""
+    paths = reward_model_paths(path)
+    if len(paths) == 1:
+        return _load_one(paths[0], dtype, device)
+    members = [_load_one(p, dtype, device) for p in paths]
+    for p, m in zip(paths[1:], members[1:]):
+        if m.tokenizer.get_vocab() != members[0].tokenizer.get_vocab():
+            raise ValueError(f"reward model ensemble: {p} and {paths[0]} use different tokenizers; "
+                             "train every member from the same SFT model")
+    return RewardEnsemble(members).eval()
+
+
+def _load_one(path: str | Path, dtype: str, device: str | None) -> RewardModel:
     from transformers import AutoConfig, AutoModel
 
     from rlhf.core.models import load_tokenizer

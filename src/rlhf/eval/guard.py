@@ -20,8 +20,9 @@ from rlhf.core.io import TRAINED_AGAINST, weights_sha256
 
 def trained_against(model_path: str | Path) -> dict | None:
     """{"reward_model": path, "reward_model_sha256": hex or None, "reward_fn": str} of the PPO run that
-    wrote `model_path`, or None when it is not a PPO policy we can trace. Runs from before the hash
-    was recorded still have the path in the run folder's config.yaml (runs/ppo/final -> runs/ppo)."""
+    wrote `model_path` (an ensemble: its members' paths and hashes, comma-separated), or None when it is not a PPO
+    policy we can trace. Runs from before the hash was recorded still have the path in the run folder's
+    config.yaml (runs/ppo/final -> runs/ppo)."""
     folder = Path(model_path)
     record = folder / TRAINED_AGAINST
     if record.exists():
@@ -40,16 +41,21 @@ def trained_against(model_path: str | Path) -> dict | None:
 
 def judged_by_its_reward_model(judge_folder: str, model_path: str, hashes: dict[str, str]) -> str:
     """How the judge at `judge_folder` is the reward `model_path` was trained against: "same path",
-    "same weights", or "" when it is not (or the model is no PPO policy). `hashes` caches folder hashes."""
+    "same weights", or "" when it is not (or the model is no PPO policy). `hashes` caches folder hashes.
+    Either side may be an ensemble (folders separated by commas): one member in common is enough, as that
+    member's verdict is part of what the policy maximised."""
     record = trained_against(model_path)
     if record is None or record.get("reward_fn"):  # a reward_fn policy never saw its RM's scores
         return ""
-    if Path(record["reward_model"]).resolve() == Path(judge_folder).resolve():
+    judges = [p.strip() for p in judge_folder.split(",") if p.strip()]
+    trained = {Path(p).resolve() for p in record["reward_model"].split(",")}
+    if any(Path(j).resolve() in trained for j in judges):
         return "same path"
     if record.get("reward_model_sha256"):
-        if judge_folder not in hashes:
-            hashes[judge_folder] = weights_sha256(judge_folder)
-        if hashes[judge_folder] == record["reward_model_sha256"]:
+        for j in judges:
+            if j not in hashes:
+                hashes[j] = weights_sha256(j)
+        if any(hashes[j] in record["reward_model_sha256"].split(",") for j in judges):
             return "same weights"
     return ""
 

@@ -30,7 +30,8 @@ class PPOConfig(RunConfig, OptimConfig, GenerationConfig):
     policy: str = ""
     """Policy to start from, normally the SFT model's final/ folder (also the frozen reference)."""
     reward_model: str = ""
-    """Reward model folder written by `rlhf rm`; its score (minus its offset) is the reward."""
+    """Reward model folder written by `rlhf rm`; its score (minus its offset) is the reward. Several folders separated
+    by commas are an ensemble: the mean of their scores is the reward, and the value model starts from the first."""
     reward_fn: str = ""
     """A Python reward in place of the reward model's score, as "module:function" (importable from the working
     directory): called with this process's episodes as fn(records, responses), the prompt-file records (every

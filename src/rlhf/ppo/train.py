@@ -33,7 +33,7 @@ from rlhf.core.groups import consecutive_groups, length_groups, padding_fraction
 from rlhf.core.io import TRAINED_AGAINST, append_jsonl, atomic_write_json, atomic_write_jsonl, weights_sha256
 from rlhf.core.models import apply_lora, load_causal_lm, load_tokenizer, set_dropout
 from rlhf.core.ops import pad_rows, token_logprobs
-from rlhf.core.reward import load_reward_model
+from rlhf.core.reward import load_reward_model, reward_model_paths
 from rlhf.core.run import Run, progress
 from rlhf.core.streams import run_pieces, streams_available
 from rlhf.core.train import (
@@ -287,8 +287,9 @@ def record_reward(config: PPOConfig, final: Path) -> None:
     weights hash, so `rlhf eval` can refuse to pass off that reward model's verdict as an
     evaluation even after the folders are copied or renamed."""
     atomic_write_json(final / TRAINED_AGAINST, {
-        "reward_model": str(Path(config.reward_model).resolve()),
-        "reward_model_sha256": weights_sha256(config.reward_model),
+        # An ensemble's members, comma-separated in both fields (eval/guard.py reads them one by one).
+        "reward_model": ",".join(str(Path(p).resolve()) for p in reward_model_paths(config.reward_model)),
+        "reward_model_sha256": ",".join(weights_sha256(p) for p in reward_model_paths(config.reward_model)),
         "reward_fn": config.reward_fn,
     })
 
@@ -390,7 +391,8 @@ def load_models(config: PPOConfig, device):
     # With reward_fn the reward model only seeds the value model: no second copy in memory.
     reward_model = None if config.reward_fn else \
         load_reward_model(config.reward_model, device=str(device)).requires_grad_(False)
-    value = load_reward_model(config.value_model or config.reward_model).train()
+    # The value model starts from one reward model: an ensemble's first member.
+    value = load_reward_model(config.value_model or reward_model_paths(config.reward_model)[0]).train()
     set_dropout(value.body.config, 0.0)
     disable_dropout(value)
     if config.gradient_checkpointing:
