@@ -114,7 +114,8 @@ def test_what_did_not_come_out_names_the_ppo_episode_budget():
 @pytest.fixture(scope="module")
 def quick_demos(tmp_path_factory):
     """The quick demo twice on one cache: on two worker processes, then all in one process; with the second
-    round of comparisons (rm_rounds=2, the default run's), which quick=true leaves out to keep its budget."""
+    round of comparisons (rm_rounds=2, the default run's), which quick=true leaves out to keep its budget, and a
+    final reward model of two members (rm_members=2)."""
     from rlhf.cli import main as cli
 
     root = tmp_path_factory.mktemp("quick")
@@ -122,7 +123,7 @@ def quick_demos(tmp_path_factory):
     for workers in (2, 1):
         outs[workers] = root / f"workers-{workers}"
         assert cli(["demo", "--out", str(outs[workers]), "quick=true", f"cache={root / 'cache'}",
-                    f"workers={workers}", "rm_rounds=2"]) == 0
+                    f"workers={workers}", "rm_rounds=2", "rm_members=2"]) == 0
     return outs
 
 
@@ -164,7 +165,14 @@ def test_quick_demo_writes_every_section_and_metric(quick_demos):
     assert metrics["ppo_round1/kl_small"] > 0  # the round-1 policy moved away from SFT
     final_rm = yaml.safe_load((out / "runs" / "rm" / "config.yaml").read_text())
     assert final_rm["train_file"].endswith("comparisons_train_all.jsonl")
-    assert yaml.safe_load((out / "runs" / "ppo-small" / "config.yaml").read_text())["reward_model"].endswith("rm/final")
+    # The final reward model is an ensemble of two seeds on the same comparisons; PPO scored with both.
+    member2 = yaml.safe_load((out / "runs" / "rm-member2" / "config.yaml").read_text())
+    assert member2["train_file"] == final_rm["train_file"] and member2["seed"] != final_rm["seed"]
+    reward = yaml.safe_load((out / "runs" / "ppo-small" / "config.yaml").read_text())["reward_model"].split(",")
+    assert [Path(p).parent.name for p in reward] == ["rm", "rm-member2"]
+    assert 0.5 < metrics["rm/accuracy_valid_member_1"] <= 1 and 0.5 < metrics["rm/accuracy_valid_member_2"] <= 1
+    assert 0.5 < metrics["rm/accuracy_valid"] <= 1  # the ensemble's own, measured on the validation comparisons
+    assert "ensemble of 2" in report
 
 
 def test_resume_reuses_a_stage_only_if_its_config_and_input_files_are_unchanged(tmp_path):

@@ -76,6 +76,9 @@ class DemoConfig:
     world seeds 0-2, for about a third more time (docs/demo.md, "Two rounds")."""
     round1_passes: float = 2.0
     """PPO passes over the PPO prompts of the round-1 policies that round 2's comparisons sample."""
+    rm_members: int = 1
+    """Reward models PPO scores with: the final one, trained with this many seeds on the same comparisons (in
+    parallel workers), their mean score the reward (an ensemble; PPO's value model starts from the first)."""
     rm_epochs: float = 2.0
     """Reward-model passes over the comparisons (the paper: 1)."""
     rm_lr: float = 5e-4
@@ -115,6 +118,7 @@ class DemoConfig:
         require(self.rm_policy_samples + self.rm_world_samples >= 2, "comparisons need K >= 2 responses")
         require(self.ppo_prompts >= 16 and self.ppo_passes > 0 and self.ppo_epochs >= 1,
                 "ppo_prompts must be >= 16, ppo_passes > 0 and ppo_epochs >= 1")
+        require(self.rm_members >= 1, "rm_members must be >= 1")
         require(self.rm_rounds in (0, 1, 2) and self.round1_passes > 0, "rm_rounds must be 0, 1 or 2 and round1_passes > 0")
         require(self.rm_rankings_per_prompt >= 1 and self.no_eos_penalty >= 0,
                 "rm_rankings_per_prompt must be >= 1 and no_eos_penalty >= 0")

@@ -169,6 +169,17 @@ def rounds_paragraph(metrics: dict, sizes: list[str]) -> list[str]:
             f"{100 * metrics.get('rm/accuracy_valid', float('nan')):.1f}%) trained on both rounds, as the paper's later "
             "comparisons came partly from its PPO policies.", ""]
 
+
+def ensemble_sentence(metrics: dict) -> list[str]:
+    """What the final reward model is made of, when it is an ensemble (rm_members)."""
+    members = sorted(k for k in metrics if k.startswith("rm/accuracy_valid_member_"))
+    if not members:
+        return []
+    each = ", ".join(f"{100 * metrics[k]:.1f}%" for k in members)
+    return [f"The final reward model is an ensemble of {len(members)} trained with different seeds on the same "
+            f"comparisons (validation accuracy {each}); PPO's reward is the mean of their scores, and the accuracy "
+            "and best-of-8 figures above are the ensemble's.", ""]
+
 def write_report(out: Path, config, metrics: dict, details: dict, bases: dict) -> None:
     sizes = config.run_sizes
     params = {s: bases[s]["params"] for s in sizes}
@@ -260,7 +271,7 @@ def sections(metrics: dict, sizes: list[str], details: dict, has_overopt: bool, 
               f"{_f(metrics.get(metric_key('rm', f'best_of_{BEST_OF}', 'random')))}, the reward model's pick "
               f"{_f(metrics.get(metric_key('rm', f'best_of_{BEST_OF}', 'rm')))} and the gold standard's own pick "
               f"{_f(metrics.get(metric_key('rm', f'best_of_{BEST_OF}', 'gold')))}.", "",
-              *rounds_paragraph(metrics, sizes),
+              *rounds_paragraph(metrics, sizes), *ensemble_sentence(metrics),
               "## 4. Alignment tax", "",
               "Perplexity of held-out web text and accuracy on the world's public NLP tasks (fact cloze, sums, "
               "review sentiment). The PPO-ptx mix of pretraining gradients is meant to pay this tax back.", "",

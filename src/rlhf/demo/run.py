@@ -94,14 +94,15 @@ def run_sft(config: DemoConfig, size: str, base: str, data: Path, runs: Path, re
 
 
 def run_rm(config: DemoConfig, sft_model: str, data: Path, runs: Path, resume: bool,
-           train_file: str = "comparisons_train.jsonl", folder: str = "rm") -> dict:
+           train_file: str = "comparisons_train.jsonl", folder: str = "rm", member: int = 0) -> dict:
+    """One reward model in runs/`folder`; ensemble member number `member` trains with its own seed."""
     from rlhf.rm.config import RMConfig
     from rlhf.rm.train import main
 
     rm = RMConfig(model=sft_model, train_file=str(data / train_file),
                   eval_file=str(data / "comparisons_valid.jsonl"), norm_file=str(data / "sft_train.jsonl"),
                   epochs=config.rm_epochs, lr=config.rm_lr, batch_size=16, micro_batch_size=16, max_length=256,
-                  warmup_ratio=0.05, weight_decay=0.0, seed=config.seed, logging_steps=10)
+                  warmup_ratio=0.05, weight_decay=0.0, seed=config.seed + 1000 * member, logging_steps=10)
     rm.validate()
     return run_stage(folder, main, rm, runs / folder, resume)
 
@@ -113,7 +114,8 @@ def run_ppo(config: DemoConfig, size: str, ptx: bool, data: Path, runs: Path, re
     from rlhf.ppo.config import PPOConfig
     from rlhf.ppo.train import main
 
-    ppo = PPOConfig(policy=str(runs / f"sft-{size}" / "final"), reward_model=str(runs / rm / "final"),
+    reward = str(runs / rm / "final") if round1 else final_rm_spec(config, runs)
+    ppo = PPOConfig(policy=str(runs / f"sft-{size}" / "final"), reward_model=reward,
                     prompts_file=str(data / "ppo_train_prompts.jsonl"),
                     pretrain_file=str(data / "pretrain.jsonl") if ptx else "",
                     total_episodes=config.num_round1_episodes if round1 else config.num_ppo_episodes, batch_size=64, mini_batch_size=16, micro_batch_size=16,
@@ -124,6 +126,22 @@ def run_ppo(config: DemoConfig, size: str, ptx: bool, data: Path, runs: Path, re
     ppo.validate()
     name = "ppo_round1" if round1 else "ppo_ptx" if ptx else "ppo"
     return run_stage(f"{name} {size}", main, ppo, runs / f"{name}-{size}", resume)
+
+
+def rm_folders(config: DemoConfig) -> list[str]:
+    """Folders under runs/ of the final reward model's members: rm, then rm-member2, ..."""
+    return ["rm"] + [f"rm-member{i + 1}" for i in range(1, config.rm_members)]
+
+
+def final_rm_spec(config: DemoConfig, runs: Path) -> str:
+    """The reward model PPO and the measures read: one folder, or the members' folders joined by commas."""
+    return ",".join(str(runs / f / "final") for f in rm_folders(config))
+
+
+def final_rm_jobs(config: DemoConfig, rm_sft: str, data: Path, runs: Path, resume: bool, train_file: str) -> list[Job]:
+    """The final reward model: one job per ensemble member, each with its own seed."""
+    return [Job(f"rm {folder}", run_rm, (config, rm_sft, data, runs, resume, train_file, folder, i))
+            for i, folder in enumerate(rm_folders(config))]
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -245,6 +263,8 @@ def rm_measures(rm_path: str, sft_path: str, comparisons: dict, eval_prompts: li
     rm = load_reward_model(rm_path)
     out = {"rm/accuracy_train_labelers": rm_accuracy(rm, comparisons["rm_heldout"], 256),
            "rm/accuracy_heldout_labelers": rm_accuracy(rm, comparisons["rm_heldout_by_heldout"], 256)}
+    if "," in rm_path:  # an ensemble: its validation accuracy, which no training run measured
+        out["rm/accuracy_valid"] = rm_accuracy(rm, comparisons["rm_valid"], 256)
     model, tok = load_lm(sft_path)
     samples = [sample_texts(model, tok, eval_prompts, config.max_new_tokens, config.temperature,
                             seed=config.seed * 1000 + 900 + k) for k in range(BEST_OF)]  # (n, prompts)
@@ -320,8 +340,10 @@ def main(config: DemoConfig, out: str, resume: bool = False) -> dict:
         two_rounds = config.num_rm_rounds == 2
         rm_sft = sft_paths[config.reward_size]
         first_rm = "rm-round1" if two_rounds else "rm"
-        rm_job = Job("rm", run_rm, (config, rm_sft, data, runs, resume, "comparisons_train.jsonl", first_rm))
-        rm_metrics, *early_results = workers.run([rm_job] + early, "rm")
+        rm_jobs = ([Job("rm", run_rm, (config, rm_sft, data, runs, resume, "comparisons_train.jsonl", first_rm))]
+                   if two_rounds else final_rm_jobs(config, rm_sft, data, runs, resume, "comparisons_train.jsonl"))
+        results = workers.run(rm_jobs + early, "rm")
+        member_metrics, early_results = results[:len(rm_jobs)], results[len(rm_jobs):]
         lap("rm", t)
 
         if two_rounds:  # the paper's later rounds: compare what PPO learned, then retrain the RM on both rounds
@@ -331,16 +353,16 @@ def main(config: DemoConfig, out: str, resume: bool = False) -> dict:
             round1_metrics = workers.run(round1, "round 1 policies")
             samples = workers.run(round2_sample_jobs(sets, sizes, runs, config), "round 2 comparisons")
             comparisons["rm_train_round2"] = build_round2(world, sets, sizes, samples, comparisons["rm_train"], data)
-            rm_round1 = rm_metrics
-            rm_job = Job("rm round 2", run_rm, (config, rm_sft, data, runs, resume, "comparisons_train_all.jsonl"))
-            (rm_metrics,) = workers.run([rm_job], "rm round 2")
+            rm_round1 = member_metrics[0]
+            member_metrics = workers.run(final_rm_jobs(config, rm_sft, data, runs, resume, "comparisons_train_all.jsonl"),
+                                         "rm round 2")
             lap("round2", t)
 
         t = time.time()
         rl_paths = {(name, s): str(runs / f"{name}-{s}" / "final") for s in sizes for name in RL_MODELS}
         ppo_jobs = [Job(f"{name} {s}", run_ppo, (config, s, name == "ppo_ptx", data, runs, resume))
                     for s in largest_first for name in RL_MODELS]
-        rm_job = Job("rm measures", rm_measures, (str(runs / "rm" / "final"), sft_paths[sizes[-1]], comparisons,
+        rm_job = Job("rm measures", rm_measures, (final_rm_spec(config, runs), sft_paths[sizes[-1]], comparisons,
                                                   [r["prompt"] for r in sets["eval"]], config))
         *ppo_results, rm_direct = workers.run(ppo_jobs + [rm_job], "ppo")
         ppo_metrics = {(name, s): m for (s, name), m in zip([(s, n) for s in largest_first for n in RL_MODELS],
@@ -357,7 +379,10 @@ def main(config: DemoConfig, out: str, resume: bool = False) -> dict:
     metrics: dict = {
         **rm_direct,
         **best_of_n(world, sets["eval"], best_of),
-        "rm/accuracy_valid": rm_metrics.get("rm/eval_accuracy", float("nan")),
+        # An ensemble's own validation accuracy comes from rm_measures; each member's is below.
+        "rm/accuracy_valid": rm_direct.get("rm/accuracy_valid", member_metrics[0].get("rm/eval_accuracy", float("nan"))),
+        **{metric_key("rm", "accuracy_valid_member", str(i + 1)): m.get("rm/eval_accuracy", float("nan"))
+           for i, m in enumerate(member_metrics) if len(member_metrics) > 1},
         "rm/rounds": config.num_rm_rounds,
         "rm/gold_accuracy_train_labelers": gold_accuracy(world, heldout_by_id, comparisons["rm_heldout"]),
         "rm/gold_accuracy_heldout_labelers": gold_accuracy(world, heldout_by_id, comparisons["rm_heldout_by_heldout"]),
