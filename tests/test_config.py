@@ -91,3 +91,13 @@ def test_overrides_on_both_sides_of_out_all_count(capsys, tmp_path):
     code = cli_main(["rm", "model=m", "--out", str(tmp_path / "x"), "train_file=t", "epoch=1"])
     assert code == 2
     assert "did you mean 'epochs'" in capsys.readouterr().err
+
+
+def test_an_error_names_whether_the_bad_key_is_in_the_file_or_on_the_command_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: m\ntrain_file: t\n")
+    with pytest.raises(ConfigError, match=r"'threads'.*\(from the command line\)"):
+        load_config(SFTConfig, path, ["threads=1"])
+    path.write_text("model: m\ntrain_file: t\nthreads: 1\n")
+    with pytest.raises(ConfigError, match=rf"'threads'.*\(from {path}\)"):
+        load_config(SFTConfig, path, ["epochs=2"])

@@ -189,13 +189,17 @@ def load_config(cls: type, path: str | Path | None = None, overrides: list[str] 
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
         tree = loaded
+        try:  # the file's own keys first, so that an error names where the bad key really is
+            build(cls, tree)
+        except ConfigError as e:
+            raise ConfigError(f"{e} (from {path})") from None
     for text in overrides or []:
         key, value = parse_override(text)
         _set_dotted(tree, key, value)
     try:
         config = build(cls, tree)
     except ConfigError as e:
-        where = f" (from {path})" if path else ""
+        where = " (from the command line)" if path else ""
         raise ConfigError(f"{e}{where}") from None
     validate = getattr(config, "validate", None)
     if validate is not None:
