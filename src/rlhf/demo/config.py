@@ -79,7 +79,8 @@ class DemoConfig:
     """PPO passes over the PPO prompts of the round-1 policies that round 2's comparisons sample."""
     rm_members: int = 1
     """Reward models PPO scores with: the final one, trained with this many seeds on the same comparisons (in
-    parallel workers), their mean score the reward (an ensemble; PPO's value model starts from the first)."""
+    parallel workers), their mean score the reward (an ensemble; PPO's value model starts from the first). Two
+    members gained nothing on world seeds 0 and 2 (docs/demo.md): they share the SFT model and the data."""
     rm_epochs: float = 2.0
     """Reward-model passes over the comparisons (the paper: 1)."""
     rm_lr: float = 5e-4
