@@ -28,11 +28,11 @@ class DemoConfig:
     seed: int = 0
     """World seed (facts, users, labelers) and the seed of every stage."""
     quick: bool = False
-    """One small size, a third of the data, fewer PPO episodes and eval prompts: the same report in ~1-2 minutes
+    """One small size, a quarter of the data, fewer PPO episodes and eval prompts: the same report in ~1-2 minutes
     (a smoke test of the pipeline, not the result)."""
     full: bool = False
     """All three sizes, adding large (2.8M parameters, 29x small): every result of the report, about 25 minutes
-    with rm_rounds=1 on two cores (a third more with two rounds). The default runs small and medium in the
+    with rm_rounds=1 and data_scale=0.05 on two busy cores (with the defaults: not measured yet). The default runs small and medium in the
     20-minute budget (docs/demo.md, "Budget")."""
     sizes: list[str] = field(default_factory=list)
     """Model sizes to run; empty: small and medium, or all three with full=true (quick: small only)."""
@@ -46,7 +46,8 @@ class DemoConfig:
     """Folder of cached base models (see `rlhf pretrain`); empty: $RLHF_CACHE or ~/.cache/rlhf."""
     pretrain_steps: int = 6000
     """Pretraining steps per size. With the default (and seed 0) the package's shipped bases are used and nothing is
-    trained; any other value or seed trains new bases once (~100 minutes on two cores) and caches them."""
+    trained; any other value or seed trains new bases once and caches them (small and medium: ~20 minutes on two
+    idle cores; large: over an hour)."""
     data_scale: float = 0.1
     """Dataset size as a fraction of the paper's Table 6 (0.1 = 1,273 SFT and 3,320 RM prompts; PPO prompts: ppo_prompts;
     the world has ~50,000 distinct customer prompts). Quick: 0.025. 0.05 halves the SFT and RM stages' time, but its
