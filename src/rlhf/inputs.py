@@ -86,13 +86,20 @@ def _tokenizer(path: str, chat_template: str = ""):
     return path, load_tokenizer(path, chat_template=chat_template)
 
 
+def _reward_tokenizer(spec: str):
+    """A reward model's tokenizer; an ensemble's ("a,b") is its first member's (load_reward_model checks the rest)."""
+    from rlhf.core.reward import reward_model_paths
+
+    return _tokenizer(reward_model_paths(spec)[0])
+
+
 def check_sft(config, tokenizer) -> None:
     """train_file and eval_file are rendered by the model; eval_file's prompts also by reward_model, which
     scores the responses to them when given."""
     tokenizers = {"model": (config.model, tokenizer)}
     eval_renderers = ("model",)
     if config.reward_model:
-        tokenizers["reward_model"] = _tokenizer(config.reward_model)  # keeps the template it was trained with
+        tokenizers["reward_model"] = _reward_tokenizer(config.reward_model)  # keeps the template it was trained with
         eval_renderers += ("reward_model",)
     check_inputs([
         InputFile("train_file", config.train_file, "demonstration", ("model",)),
@@ -117,7 +124,7 @@ def check_ppo(config, tokenizer) -> None:
         InputFile("pretrain_file", config.pretrain_file if config.ptx_coef > 0 else "", "pretrain"),
     ], {"policy": (config.policy, tokenizer)}, config.skip_bad_records)
     if conversations and not config.reward_fn:
-        reward_tokenizer = _tokenizer(config.reward_model)[1]
+        reward_tokenizer = _reward_tokenizer(config.reward_model)[1]
         if getattr(tokenizer, "chat_template", None) != getattr(reward_tokenizer, "chat_template", None):
             log.warning("the policy's chat template differs from the reward model's: the reward model will score "
                         "conversations rendered the policy's way, not the way it was trained on")
@@ -132,9 +139,9 @@ def check_eval(config, paths: list[str], judge_folder: str) -> None:
     keys = [f"models[{i}]" if i < len(config.models) else "baseline" for i in range(len(paths))]
     tokenizers = {key: _tokenizer(path, config.chat_template) for key, path in zip(keys, paths)}
     if config.reward_model:
-        tokenizers["reward_model"] = _tokenizer(config.reward_model)
+        tokenizers["reward_model"] = _reward_tokenizer(config.reward_model)
     if judge_folder and judge_folder != config.reward_model:
-        tokenizers["judge"] = _tokenizer(judge_folder)
+        tokenizers["judge"] = _reward_tokenizer(judge_folder)
     if config.reference:
         model_source(config.reference)
     check_inputs([

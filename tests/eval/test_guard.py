@@ -61,3 +61,11 @@ def test_a_policy_trained_on_an_ensemble_is_judged_by_its_reward_when_the_judge_
     assert judged_by_its_reward_model(str(runs / "copied-other"), str(ppo), hashes) == "same weights"
     assert judged_by_its_reward_model(f"{runs / 'third-rm'},{runs / 'other-rm'}", str(ppo), hashes) == "same path"
     assert judged_by_its_reward_model(str(runs / "third-rm"), str(ppo), hashes) == ""
+
+
+def test_eval_takes_an_ensemble_as_its_reward_model_and_judge(runs, monkeypatch):
+    monkeypatch.syspath_prepend(str(runs))
+    reward_model_from_lm(str(runs / "runs" / "sft" / "final"), seed=7).save(runs / "member-b")
+    record_reward(SimpleNamespace(reward_model=str(runs / "rm"), reward_fn=""), runs / "runs" / "ppo" / "final")
+    m = run_eval(runs, runs / "eval-ensemble", f"reward_model={runs}/member-b,{runs}/rm", "pretrain_file=", num_prompts=4)
+    assert m["eval/judge_is_training_rm/ppo"] == 1.0 and m["eval/judge_is_training_rm/sft"] == 0.0  # rm is a member
