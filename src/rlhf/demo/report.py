@@ -172,13 +172,14 @@ def rounds_paragraph(metrics: dict, sizes: list[str]) -> list[str]:
 
 def ensemble_sentence(metrics: dict) -> list[str]:
     """What the final reward model is made of, when it is an ensemble (rm_members)."""
-    members = sorted(k for k in metrics if k.startswith("rm/accuracy_valid_member_"))
+    members = sorted((k for k in metrics if k.startswith("rm/accuracy_valid_member_")), key=lambda k: int(k.rsplit("_", 1)[1]))
     if not members:
         return []
     each = ", ".join(f"{100 * metrics[k]:.1f}%" for k in members)
     return [f"The final reward model is an ensemble of {len(members)} trained with different seeds on the same "
             f"comparisons (validation accuracy {each}); PPO's reward is the mean of their scores, and the accuracy "
             "and best-of-8 figures above are the ensemble's.", ""]
+
 
 def write_report(out: Path, config, metrics: dict, details: dict, bases: dict) -> None:
     sizes = config.run_sizes

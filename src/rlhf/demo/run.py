@@ -263,7 +263,7 @@ def rm_measures(rm_path: str, sft_path: str, comparisons: dict, eval_prompts: li
     rm = load_reward_model(rm_path)
     out = {"rm/accuracy_train_labelers": rm_accuracy(rm, comparisons["rm_heldout"], 256),
            "rm/accuracy_heldout_labelers": rm_accuracy(rm, comparisons["rm_heldout_by_heldout"], 256)}
-    if "," in rm_path:  # an ensemble: its validation accuracy, which no training run measured
+    if config.rm_members > 1:  # an ensemble: its validation accuracy, which no training run measured
         out["rm/accuracy_valid"] = rm_accuracy(rm, comparisons["rm_valid"], 256)
     model, tok = load_lm(sft_path)
     samples = [sample_texts(model, tok, eval_prompts, config.max_new_tokens, config.temperature,

@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from rlhf.core.io import TRAINED_AGAINST, weights_sha256
+from rlhf.core.reward import reward_model_paths
 
 
 def trained_against(model_path: str | Path) -> dict | None:
@@ -47,8 +48,8 @@ def judged_by_its_reward_model(judge_folder: str, model_path: str, hashes: dict[
     record = trained_against(model_path)
     if record is None or record.get("reward_fn"):  # a reward_fn policy never saw its RM's scores
         return ""
-    judges = [p.strip() for p in judge_folder.split(",") if p.strip()]
-    trained = {Path(p).resolve() for p in record["reward_model"].split(",")}
+    judges = reward_model_paths(judge_folder)
+    trained = {Path(p).resolve() for p in reward_model_paths(record["reward_model"])}
     if any(Path(j).resolve() in trained for j in judges):
         return "same path"
     if record.get("reward_model_sha256"):

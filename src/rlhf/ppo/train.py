@@ -286,10 +286,11 @@ def record_reward(config: PPOConfig, final: Path) -> None:
     """final/trained_against.json: the reward this policy was optimised against, by path and by
     weights hash, so `rlhf eval` can refuse to pass off that reward model's verdict as an
     evaluation even after the folders are copied or renamed."""
+    members = reward_model_paths(config.reward_model)
     atomic_write_json(final / TRAINED_AGAINST, {
         # An ensemble's members, comma-separated in both fields (eval/guard.py reads them one by one).
-        "reward_model": ",".join(str(Path(p).resolve()) for p in reward_model_paths(config.reward_model)),
-        "reward_model_sha256": ",".join(weights_sha256(p) for p in reward_model_paths(config.reward_model)),
+        "reward_model": ",".join(str(Path(p).resolve()) for p in members),
+        "reward_model_sha256": ",".join(weights_sha256(p) for p in members),
         "reward_fn": config.reward_fn,
     })
 
