@@ -9,7 +9,7 @@ from tests.eval.conftest import run_eval
 
 from rlhf.core.reward import reward_model_from_lm
 from rlhf.eval.guard import judged_by_its_reward_model, trained_against
-from rlhf.ppo.train import record_reward
+from rlhf.ppo.models import record_reward
 
 
 def test_the_training_reward_model_is_found_by_path_and_by_weights(runs):

@@ -149,7 +149,7 @@ def test_two_processes_equal_one(ppo_world, tmp_path, reward):
 
 def test_lora_policy_uses_itself_without_the_adapter_as_reference(ppo_world, tmp_path, monkeypatch):
     from rlhf.core.models import load_causal_lm
-    from rlhf.ppo import train as ppo_train
+    from rlhf.ppo import models as ppo_models
 
     loaded = []
 
@@ -157,7 +157,7 @@ def test_lora_policy_uses_itself_without_the_adapter_as_reference(ppo_world, tmp
         loaded.append(args[0])
         return load_causal_lm(*args, **kwargs)
 
-    monkeypatch.setattr(ppo_train, "load_causal_lm", counting)
+    monkeypatch.setattr(ppo_models, "load_causal_lm", counting)  # where the policy and reference are loaded
     config = load_config(PPOConfig, None, world_args(ppo_world, total_episodes=32, **{"lora.r": 4, "lr": 1e-2}))
     main(config, str(tmp_path / "lora"))
     assert loaded == [ppo_world["policy"]]  # one copy of the policy weights: no separate reference
