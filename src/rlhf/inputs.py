@@ -95,7 +95,7 @@ def _reward_tokenizer(spec: str):
 
 def check_sft(config, tokenizer) -> None:
     """train_file and eval_file are rendered by the model; eval_file's prompts also by reward_model, which
-    scores the responses to them when given."""
+    scores the responses to them when given; pretrain_file when the pretraining mix is on."""
     tokenizers = {"model": (config.model, tokenizer)}
     eval_renderers = ("model",)
     if config.reward_model:
@@ -104,6 +104,7 @@ def check_sft(config, tokenizer) -> None:
     check_inputs([
         InputFile("train_file", config.train_file, "demonstration", ("model",)),
         InputFile("eval_file", config.eval_file, "demonstration", eval_renderers),
+        InputFile("pretrain_file", config.pretrain_file if config.ptx_coef > 0 else "", "pretrain"),
     ], tokenizers, config.skip_bad_records)
 
 

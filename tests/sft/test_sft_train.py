@@ -96,3 +96,50 @@ def test_select_metric_defaults_to_the_reward_only_with_a_reward_model(tiny_gpt2
     assert sft_config(tiny_gpt2).selected_by == "eval/loss"
     assert sft_config(tiny_gpt2, reward_model="rm").selected_by == "eval/reward"
     assert sft_config(tiny_gpt2, reward_model="rm", select_metric="eval/loss").selected_by == "eval/loss"
+
+
+def pretraining_nll(model_dir, pretrain_file: str) -> float:
+    import math
+
+    from rlhf.core.models import load_causal_lm, load_tokenizer
+    from rlhf.data.pretraining import load_pretrain
+    from rlhf.eval.run import perplexity
+
+    tok = load_tokenizer(str(model_dir))
+    docs = load_pretrain(pretrain_file, tok, 64)
+    return math.log(perplexity(load_causal_lm(str(model_dir)).eval(), docs, tok.pad_token_id, 32))
+
+
+def test_pretraining_mix_keeps_the_pretraining_loss_lower(tiny_gpt2, tmp_path):
+    from tests.helpers import SAMPLE
+
+    pretrain = str(SAMPLE / "pretrain.jsonl")
+    nll = {}
+    for coef in (0.0, 1.0):
+        out = tmp_path / f"ptx{coef}"
+        metrics = sft_main(sft_config(tiny_gpt2, eval_file="", pretrain_file=pretrain, ptx_coef=coef), out)
+        nll[coef] = pretraining_nll(out / "final", pretrain)
+        assert ("train/ptx_loss" in metrics) == (coef > 0)
+    # The mix trains on the pretraining text; without it the tiny random model never sees that text.
+    assert nll[1.0] < nll[0.0] - 0.3, nll
+
+
+def test_pretraining_rows_of_a_step_split_over_processes():
+    from rlhf.sft.train import pretrain_examples
+
+    docs = [[1, 2, 3], [4, 5], [6, 7, 8, 9], [10, 11]]
+    config = sft_config("unused", ptx_batch_size=4, ptx_coef=1.0, pretrain_file="p.jsonl")
+    ranks = [pretrain_examples(config, docs, step=0, rank=r, nproc=2) for r in (0, 1)]
+    rows = [[e.prompt_ids + e.response_ids for e in examples] for examples, _ in ranks]
+    assert sorted(rows[0] + rows[1]) == sorted(docs) and len(rows[0]) == len(rows[1]) == 2  # every document once
+    # Each row's loss is on all tokens but its first: 2 + 1 + 3 + 1 = 7 targets, per process 7 / 2 (DDP averages).
+    assert all(e.prompt_ids == [e.prompt_ids[0]] for examples, _ in ranks for e in examples)
+    assert [n for _, n in ranks] == [3.5, 3.5]
+    assert pretrain_examples(config, [], step=0, rank=0, nproc=1) == ([], 0.0)
+
+
+def test_pretraining_mix_needs_a_pretraining_file(tiny_gpt2):
+    from rlhf.config import ConfigError
+
+    with pytest.raises(ConfigError, match="ptx_coef > 0 needs pretrain_file"):
+        sft_config(tiny_gpt2, ptx_coef=0.5)

@@ -12,6 +12,7 @@ and accumulation = a bigger batch, exactly.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import random
@@ -286,6 +287,17 @@ def epoch_order(num_examples: int, seed: int, epoch: int) -> list[int]:
     and every process agree on it without saving it."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return torch.randperm(num_examples, generator=g).tolist()
+
+
+def sequence_item(num_items: int, seed: int, n: int) -> int:
+    """The n-th item of an endless stream of seeded shuffles of range(num_items)."""
+    epoch, pos = divmod(n, num_items)
+    return _order(num_items, seed, epoch)[pos]
+
+
+@functools.lru_cache(maxsize=4)
+def _order(num_items: int, seed: int, epoch: int) -> tuple[int, ...]:
+    return tuple(epoch_order(num_items, seed, epoch))
 
 
 def step_indices(order: list[int], step_in_epoch: int, config: TrainConfig, rank: int, num_processes: int) -> list[list[int]]:

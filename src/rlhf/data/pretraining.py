@@ -1,8 +1,9 @@
-"""Pretraining text (formats: pretraining text) as token ids: PPO-ptx trains on it, eval
-measures perplexity on it."""
+"""Pretraining text (formats: pretraining text) as token ids: PPO-ptx and SFT's pretraining mix
+train on it, eval measures perplexity on it."""
 
 from __future__ import annotations
 
+from rlhf.core.train import sequence_item
 from rlhf.data.files import read_records
 
 
@@ -16,3 +17,10 @@ def load_pretrain(path: str, tokenizer, max_length: int, skip_bad_records: bool 
         raise ValueError(f"{path}: no pretraining document has two or more tokens")
     return docs
 
+
+
+def step_documents(docs: list[list[int]], batch_size: int, seed: int, step: int) -> list[list[int]]:
+    """The `batch_size` pretraining documents of optimizer step `step`, from an endless stream of seeded
+    shuffles: a function of (seed, step) only, so every process and a resumed run agree on them."""
+    start = step * batch_size
+    return [docs[sequence_item(len(docs), seed, n)] for n in range(start, start + batch_size)]

@@ -6,12 +6,11 @@ and a resumed run agree without saving any order."""
 
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import dataclass
 
 from rlhf.core.tokens import encode_prompt, fit_prompt
-from rlhf.core.train import epoch_order
+from rlhf.core.train import sequence_item
 from rlhf.data import read_records
 
 log = logging.getLogger("rlhf.ppo")
@@ -40,14 +39,3 @@ def batch_prompt_indices(num_prompts: int, batch_size: int, seed: int, iteration
     """The prompts of PPO iteration `iteration` (global batch), cycling through seeded epochs."""
     start = iteration * batch_size
     return [sequence_item(num_prompts, seed, n) for n in range(start, start + batch_size)]
-
-
-def sequence_item(num_items: int, seed: int, n: int) -> int:
-    """The n-th item of an endless stream of seeded shuffles of range(num_items)."""
-    epoch, pos = divmod(n, num_items)
-    return _order(num_items, seed, epoch)[pos]
-
-
-@functools.lru_cache(maxsize=4)
-def _order(num_items: int, seed: int, epoch: int) -> tuple[int, ...]:
-    return tuple(epoch_order(num_items, seed, epoch))

@@ -39,10 +39,10 @@ from rlhf.core.train import (
     Sums, backward_micro_batches, clip_and_step, make_accelerator, make_optimizer, seed_everything,
 )
 from rlhf.core.vllm_engine import episode_seed
-from rlhf.data.pretraining import load_pretrain
+from rlhf.data.pretraining import load_pretrain, step_documents
 from rlhf.inputs import check_ppo
 from rlhf.ppo.config import PPOConfig
-from rlhf.ppo.data import batch_prompt_indices, load_prompts, sequence_item
+from rlhf.ppo.data import batch_prompt_indices, load_prompts
 from rlhf.ppo.loss import (
     KLController, explained_variance, gae, kl_rewards, policy_loss, ppo_ptx_objective, ptx_loss, value_loss,
     whiten_advantages,
@@ -407,8 +407,7 @@ def ptx_chunks(config: PPOConfig, pretrain: list[list[int]], opt_step: int, rank
     of the whole global ptx batch."""
     if not pretrain:
         return [[] for _ in range(accum)], 0
-    start = opt_step * config.ptx_batch_size
-    docs = [pretrain[sequence_item(len(pretrain), config.seed + 1, n)] for n in range(start, start + config.ptx_batch_size)]
+    docs = step_documents(pretrain, config.ptx_batch_size, config.seed + 1, opt_step)
     per_proc = len(docs) // nproc
     mine = sorted(docs[rank * per_proc : (rank + 1) * per_proc], key=len)  # similar lengths share a chunk: less padding
     size = -(-len(mine) // accum)

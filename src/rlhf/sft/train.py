@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from rlhf.config import ConfigError
 from rlhf.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, save_final
 from rlhf.core.fsdp import is_sharded, plain_copy, unsharded
 from rlhf.core.lm import ResponseLM
@@ -23,6 +24,7 @@ from rlhf.core.train import (
     Sums, accumulation_steps, backward_micro_batches, clip_and_step, epoch_order, make_accelerator, plan_steps, prepare,
     seed_everything, step_indices, uses_side_by_side,
 )
+from rlhf.data.pretraining import load_pretrain, step_documents
 from rlhf.inputs import check_sft
 from rlhf.sft.config import SFTConfig
 from rlhf.sft.data import Example, collate_packed, collate_padded, load_examples
@@ -40,7 +42,11 @@ class TokenSums(Sums):
     tokens: float = 0.0
     """Response tokens (the loss's targets)."""
     seen_tokens: float = 0.0
-    """Real tokens, prompt and response, padding excluded: what sft/tokens_per_s counts."""
+    """Real tokens, prompt and response (and pretraining text), padding excluded: what sft/tokens_per_s counts."""
+    ptx_loss_sum: float = 0.0
+    """Next-token NLL summed over the pretraining mix's target tokens."""
+    ptx_tokens: float = 0.0
+    """The pretraining mix's target tokens."""
 
 
 def main(config: SFTConfig, out: str, resume: bool = False) -> dict[str, float]:
@@ -58,6 +64,10 @@ def main(config: SFTConfig, out: str, resume: bool = False) -> dict[str, float]:
     )
     train = load_examples(config.train_file, tokenizer, config.max_length, config.skip_bad_records)
     evals = load_examples(config.eval_file, tokenizer, config.max_length, config.skip_bad_records) if config.eval_file else []
+    pretrain = load_pretrain(config.pretrain_file, tokenizer, config.ptx_max_length, config.skip_bad_records) \
+        if config.ptx_coef > 0 else []
+    if config.ptx_batch_size % nproc and pretrain:
+        raise ConfigError(f"ptx_batch_size ({config.ptx_batch_size}) must be a multiple of the {nproc} processes")
     reward_model = None
     if config.reward_model:
         from rlhf.core.reward import load_reward_model
@@ -68,8 +78,9 @@ def main(config: SFTConfig, out: str, resume: bool = False) -> dict[str, float]:
     net, optimizer, scheduler = prepare(accelerator, ResponseLM(model), config, total_steps)
     side_by_side = uses_side_by_side(config, accelerator)
     pad_id = tokenizer.pad_token_id
-    log.info("SFT: %d train / %d eval examples, %d steps (%d per epoch), %d micro-batches of %d per step per process",
-             len(train), len(evals), total_steps, per_epoch, accum, config.micro_batch_size)
+    log.info("SFT: %d train / %d eval examples, %d steps (%d per epoch), %d micro-batches of %d per step per process%s",
+             len(train), len(evals), total_steps, per_epoch, accum, config.micro_batch_size,
+             f", pretraining mix {config.ptx_coef} x {config.ptx_batch_size} of {len(pretrain)} documents" if pretrain else "")
 
     step, best, last_ckpt = 0, None, None
     if resume and (ckpt := latest_checkpoint(out)) is not None:
@@ -91,14 +102,20 @@ def main(config: SFTConfig, out: str, resume: bool = False) -> dict[str, float]:
         # Normalise by the response tokens of the whole global batch: 2 processes = 1, accumulation = bigger batch.
         local_tokens = sum(len(train[i].response_ids) for idx in micro for i in idx)
         num_tokens = accelerator.reduce(torch.tensor(float(local_tokens), device=device), "sum") / nproc  # DDP averages
+        docs, ptx_tokens = pretrain_examples(config, pretrain, step, rank, nproc)
+        pool = train + docs  # indices past the demonstrations are this step's pretraining rows, one last micro-batch
+        batches = micro + ([list(range(len(train), len(pool)))] if docs else [])
 
         def loss_fn(net_, idx: list[int]):
-            batch = {k: v.to(device) for k, v in collate(config, [train[i] for i in idx], pad_id).items()}
-            return forward_loss(net_, batch, num_tokens)
+            batch = {k: v.to(device) for k, v in collate(config, [pool[i] for i in idx], pad_id).items()}
+            if idx[0] < len(train):
+                return forward_loss(net_, batch, num_tokens)
+            loss, stats = forward_loss(net_, batch, ptx_tokens)
+            return config.ptx_coef * loss, {"ptx_loss_sum": stats["loss_sum"], "ptx_tokens": stats["tokens"]}
 
-        for stats in backward_micro_batches(net, micro, loss_fn, accelerator, step, last_ckpt, side_by_side):
+        for stats in backward_micro_batches(net, batches, loss_fn, accelerator, step, last_ckpt, side_by_side):
             window += TokenSums.of(**stats)
-        window += TokenSums(seen_tokens=sum(len(train[i]) for idx in micro for i in idx))
+        window += TokenSums(seen_tokens=sum(len(pool[i]) for idx in batches for i in idx))
         grad_norm = clip_and_step(accelerator, net, optimizer, scheduler, config.max_grad_norm)
         step += 1
         window_s += time.time() - t0
@@ -115,6 +132,8 @@ def main(config: SFTConfig, out: str, resume: bool = False) -> dict[str, float]:
                 "train/epoch": step / per_epoch,
                 "sft/tokens_per_s": summed.seen_tokens / max(window_s, 1e-9),
             }
+            if pretrain:
+                metrics["train/ptx_loss"] = summed.ptx_loss_sum / max(1.0, summed.ptx_tokens)
             run.log(step, metrics)
             bar.set_postfix(loss=f"{metrics['train/loss']:.3f}", tok_s=f"{metrics['sft/tokens_per_s']:.0f}")
             window, window_s = TokenSums(), 0.0
@@ -140,6 +159,19 @@ def main(config: SFTConfig, out: str, resume: bool = False) -> dict[str, float]:
     if best is not None:
         final["sft/best_" + config.selected_by.split("/")[1]] = best
     return run.finish(final)
+
+
+def pretrain_examples(config: SFTConfig, pretrain: list[list[int]], step: int, rank: int,
+                      nproc: int) -> tuple[list[Example], float]:
+    """This process's share of optimizer step `step`'s pretraining documents, as examples whose "response" is
+    all but the first token (the LM loss on the whole text), and the per-process target-token count of the
+    whole global batch (DDP averages over processes), which normalises their loss."""
+    if not pretrain:
+        return [], 0.0
+    docs = step_documents(pretrain, config.ptx_batch_size, config.seed + 1, step)
+    per_proc = len(docs) // nproc
+    mine = docs[rank * per_proc : (rank + 1) * per_proc]
+    return [Example(d[:1], d[1:]) for d in mine], sum(len(d) - 1 for d in docs) / nproc
 
 
 def collate(config: SFTConfig, examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
