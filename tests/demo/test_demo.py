@@ -48,6 +48,21 @@ def test_prompted_baseline_stops_at_the_next_question():
     assert cut_at_stop("no stop here.") == "no stop here."
 
 
+def test_fine_tuned_models_read_chat_prompts_and_base_models_plain_ones(world, tmp_path):
+    from rlhf.demo.measure import evaluation_jobs
+
+    records = world.prompts(3)
+    paths = {(name, "small"): f"/m/{name}" for name in MODELS}
+    for chat in (True, False):
+        jobs = evaluation_jobs(world, records, paths, tmp_path, DemoConfig(chat=chat))
+        prompts = {job.args[0][0]: job.args[2] for job in jobs if job.name.startswith("sample")}
+        assert prompts["gpt"] == [r["prompt"] for r in records]
+        assert prompts["gpt_prompted"] == [world.prompted(r["prompt"]) for r in records]
+        for name in ("sft", "ppo", "ppo_ptx"):
+            expected = [[{"role": "user", "content": r["prompt"]}] if chat else r["prompt"] for r in records]
+            assert prompts[name] == expected, name
+
+
 def test_held_out_labelers_prefer_the_ideal_answer_and_ties_are_half(world):
     records = world.prompts(40, split="test", stream="t-demo")
     ideal = [world.ideal(r) for r in records]
@@ -207,6 +222,27 @@ def test_resume_reuses_a_stage_only_if_its_config_and_input_files_are_unchanged(
     assert run_stage("s", stage, StageConfig(str(upstream), lr=2.0), folder, resume=True) == {"n": 3}
     assert run_stage("s", stage, StageConfig(str(upstream), lr=2.0), folder, resume=False) == {"n": 4}
     assert runs == [1.0, 1.0, 2.0, 2.0]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_quick_demo_in_chat_format_with_the_sft_pretraining_mix(tmp_path):
+    """chat=true: every stage input holds one-turn conversations, and the models the demo samples read them (PPO
+    logs its episodes' prompts as it read them); sft_ptx_coef mixes pretraining text into SFT."""
+    from rlhf.cli import main as cli
+
+    out = tmp_path / "chat"
+    assert cli(["demo", "--out", str(out), "quick=true", f"cache={tmp_path / 'cache'}", "chat=true",
+                "sft_ptx_coef=0.5"]) == 0
+    user_turn = lambda prompt: isinstance(prompt, list) and [m["role"] for m in prompt] == ["user"]
+    for name in ("sft_train", "ppo_train_prompts", "comparisons_train", "comparisons_valid"):
+        records = [json.loads(line) for line in (out / "data" / f"{name}.jsonl").read_text().splitlines()]
+        assert records and all(user_turn(r["prompt"]) for r in records), name
+    episodes = [json.loads(line) for line in (out / "runs" / "ppo-small" / "samples.jsonl").read_text().splitlines()]
+    assert episodes and all(user_turn(e["prompt"]) for e in episodes)
+    assert "train/ptx_loss" in json.loads((out / "runs" / "sft-small" / "metrics.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert all(not math.isnan(metrics[f"winrate/{m}_small"]) for m in MODELS)
 
 
 @pytest.mark.slow

@@ -155,3 +155,15 @@ def test_mixed_samples_include_degenerate_repetition_ranked_low(world):
     judge = world.heldout_labelers[0]
     wins = [judge.judge(p, world.ideal(p), s) for p, s in repeated]
     assert sum(wins) / len(wins) > 0.8
+
+
+def test_chat_datasets_hold_the_same_prompts_as_one_turn_conversations(world, tmp_path):
+    build_datasets(world, tmp_path / "plain", scale=1 / 200, n_pretrain=10, n_heldout_text=10, n_nlp=10)
+    build_datasets(world, tmp_path / "chat", scale=1 / 200, n_pretrain=10, n_heldout_text=10, n_nlp=10, chat=True)
+    for name in ("sft_train.jsonl", "ppo_train_prompts.jsonl", "eval_prompts.jsonl"):
+        plain = [json.loads(line) for line in open(tmp_path / "plain" / name)]
+        chat = [json.loads(line) for line in open(tmp_path / "chat" / name)]
+        assert [c["prompt"] for c in chat] == [[{"role": "user", "content": p["prompt"]}] for p in plain]
+        assert [{**c, "prompt": None} for c in chat] == [{**p, "prompt": None} for p in plain]  # nothing else moves
+    # web text stays web text: the pretraining documents have no prompts
+    assert (tmp_path / "chat" / "pretrain.jsonl").read_text() == (tmp_path / "plain" / "pretrain.jsonl").read_text()

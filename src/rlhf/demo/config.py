@@ -59,6 +59,15 @@ class DemoConfig:
     """SFT passes over the demonstrations (the paper: 16)."""
     sft_lr: float = 1e-3
     """SFT peak learning rate."""
+    chat: bool = False
+    """Prompts reach SFT, the reward model and PPO as one-turn conversations in the base tokenizer's chat template
+    (`<|user|> prompt<|assistant|>`); the base models (GPT, GPT-prompted) read them plain, as GPT-3 did. The
+    world's web text holds the same instruction lines, followed by more of them: with plain prompts (the default,
+    as the paper's API prompts) SFT answers by erasing that, and PPO-ptx's pretraining term brings it back. With
+    chat, SFT answers better and PPO-ptx keeps up with PPO, but the reward model can no longer tell the better
+    SFT samples apart and PPO gains nothing over SFT (docs/demo.md, "Chat format")."""
+    sft_ptx_coef: float = 0.0
+    """Weight of the pretraining text's LM loss mixed into each SFT step (SFT's `ptx_coef`); 0: the paper's SFT."""
     rm_size: str = "medium"
     """Size of the SFT model the single reward model starts from, for every policy size. The paper used one 6B RM
     for all, not 175B: it saves much compute and the large one trained less stably. Here too the medium RM costs a

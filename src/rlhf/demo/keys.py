@@ -10,6 +10,8 @@ from __future__ import annotations
 
 MODELS = ("gpt", "gpt_prompted", "sft", "ppo", "ppo_ptx")
 """The models of Figure 1, in the paper's order: bare base model, few-shot prompted base model, SFT, PPO, PPO-ptx."""
+BASE_MODELS = ("gpt", "gpt_prompted")
+"""The pretrained models, unprompted and few-shot prompted: they read plain prompts, as GPT-3 did."""
 RL_MODELS = ("ppo", "ppo_ptx")
 TAX_MODELS = ("gpt", "sft", "ppo", "ppo_ptx")
 """Models whose alignment tax is measured (the prompted baseline has the base model's weights, so its tax)."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from rlhf.demo.keys import FIGURE4_FLAGS, HEADLINE_BASELINES, RL_MODELS, TAX_MODELS, interval_keys, metric_key
+from rlhf.demo.keys import BASE_MODELS, FIGURE4_FLAGS, HEADLINE_BASELINES, RL_MODELS, TAX_MODELS, interval_keys, metric_key
 from rlhf.demo.workers import Job
 from rlhf.eval.winrate import bootstrap_interval
 from rlhf.world.evaluate import (
@@ -39,6 +39,14 @@ def sample_texts(model, tokenizer, prompts: list[str], max_new_tokens: int, temp
     config = EvalConfig(max_new_tokens=max_new_tokens, max_length=model.config.max_position_embeddings,
                         temperature=temperature, batch_size=batch_size, seed=seed)
     return sample_model(model, tokenizer, prompts, config).texts
+
+
+def tuned_prompts(prompts: list[str], config) -> list:
+    """Prompts as the fine-tuned models (SFT, reward model, PPO) read them: one-turn conversations in the base
+    tokenizer's chat template with config.chat, else plain as the base models read them."""
+    from rlhf.world.datasets import chat_prompt
+
+    return [chat_prompt(p) for p in prompts] if config.chat else list(prompts)
 
 
 def mean_interval(values: list[float], seed: int = 0, resamples: int = 1000) -> tuple[float, float, float]:
@@ -132,6 +140,7 @@ def evaluation_jobs(world, records: list[dict], paths: dict, data: Path, config)
     jobs = []
     for (name, size), path in paths.items():
         prompts = [world.prompted(r["prompt"]) if name == "gpt_prompted" else r["prompt"] for r in records]
+        prompts = prompts if name in BASE_MODELS else tuned_prompts(prompts, config)
         jobs.append(Job(f"sample {name} {size}", model_texts, ((name, size), path, prompts, config)))
         if name in TAX_MODELS:
             jobs.append(Job(f"tax {name} {size}", model_tax, ((name, size), path, data)))

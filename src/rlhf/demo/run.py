@@ -88,7 +88,9 @@ def run_sft(config: DemoConfig, size: str, base: str, data: Path, runs: Path, re
 
     sft = SFTConfig(model=base, train_file=str(data / "sft_train.jsonl"), eval_file=str(data / "sft_valid.jsonl"),
                     epochs=config.sft_epochs, lr=config.sft_lr, batch_size=16, micro_batch_size=16, max_length=256,
-                    warmup_ratio=0.05, min_lr_ratio=0.1, weight_decay=0.1, seed=config.seed, logging_steps=20)
+                    warmup_ratio=0.05, min_lr_ratio=0.1, weight_decay=0.1, seed=config.seed, logging_steps=20,
+                    pretrain_file=str(data / "pretrain.jsonl") if config.sft_ptx_coef > 0 else "",
+                    ptx_coef=config.sft_ptx_coef)
     sft.validate()
     return run_stage(f"sft {size}", main, sft, runs / f"sft-{size}", resume)
 
@@ -151,7 +153,7 @@ def prepare_data(world, data: Path, config: DemoConfig) -> dict[str, list[dict]]
     from rlhf.world.datasets import TABLE6, build_datasets, build_prompt_sets
 
     ppo_scale = config.num_ppo_prompts / TABLE6[("ppo", "train")]["customer"]
-    build_datasets(world, data, scale=config.scale, n_eval=config.eval_prompts, ppo_scale=ppo_scale)
+    build_datasets(world, data, scale=config.scale, n_eval=config.eval_prompts, ppo_scale=ppo_scale, chat=config.chat)
     sets = build_prompt_sets(world, config.scale, config.eval_prompts, ppo_scale)
     used = {p["prompt"] for records in sets.values() for p in records}
     special = world.prompts(3000, split="test", stream="demo-special", exclude=used)
@@ -166,9 +168,10 @@ def prepare_data(world, data: Path, config: DemoConfig) -> dict[str, list[dict]]
 
 def policy_samples(path: str, prompts: list[str], seeds: list[int], config: DemoConfig) -> list[list[str]]:
     """A worker's share of the comparisons: one SFT model samples its prompts of one set once per seed."""
-    from rlhf.demo.measure import load_lm, sample_texts
+    from rlhf.demo.measure import load_lm, sample_texts, tuned_prompts
 
     model, tok = load_lm(path)
+    prompts = tuned_prompts(prompts, config)
     return [sample_texts(model, tok, prompts, config.max_new_tokens, config.temperature, seed=seed) for seed in seeds]
 
 
@@ -221,11 +224,18 @@ def build_comparisons(world, sets: dict, sizes: list[str], samples: list, data: 
         out[name] = out.get(name, []) + world.comparisons(records, responses)
         if name == "rm_heldout":
             out["rm_heldout_by_heldout"] = world.comparisons(records, responses, heldout=True)
-    atomic_write_jsonl(data / "comparisons_train.jsonl", out["rm_train"])
-    atomic_write_jsonl(data / "comparisons_valid.jsonl", out["rm_valid"])
-    atomic_write_jsonl(data / "comparisons_heldout_train_labelers.jsonl", out["rm_heldout"])
-    atomic_write_jsonl(data / "comparisons_heldout_heldout_labelers.jsonl", out["rm_heldout_by_heldout"])
+    write_comparisons(data / "comparisons_train.jsonl", out["rm_train"], config)
+    write_comparisons(data / "comparisons_valid.jsonl", out["rm_valid"], config)
+    write_comparisons(data / "comparisons_heldout_train_labelers.jsonl", out["rm_heldout"], config)
+    write_comparisons(data / "comparisons_heldout_heldout_labelers.jsonl", out["rm_heldout_by_heldout"], config)
     return out
+
+
+def write_comparisons(path: Path, records: list[dict], config: DemoConfig) -> None:
+    """The reward model's input, prompts as it reads them (one-turn conversations with config.chat)."""
+    from rlhf.world.datasets import chat_records
+
+    atomic_write_jsonl(path, chat_records(records) if config.chat else records)
 
 
 def round2_sample_jobs(sets: dict, sizes: list[str], runs: Path, config: DemoConfig) -> list[Job]:
@@ -241,15 +251,16 @@ def round2_sample_jobs(sets: dict, sizes: list[str], runs: Path, config: DemoCon
     return jobs
 
 
-def build_round2(world, sets: dict, sizes: list[str], samples: list, round1: list[dict], data: Path) -> list[dict]:
+def build_round2(world, sets: dict, sizes: list[str], samples: list, round1: list[dict], data: Path,
+                 config: DemoConfig) -> list[dict]:
     """Round 2's comparisons (round-1 policy and SFT samples of each prompt, ranked by the training labelers), in
     comparisons_round2.jsonl, and with round 1's training comparisons in comparisons_train_all.jsonl for the final
     RM. `samples` are round2_sample_jobs' results, in its order."""
     records = sets["rm_train"]
     responses = collect_responses(records, sizes, [samples[2 * s] + samples[2 * s + 1] for s in range(len(sizes))])
     round2 = world.comparisons(records, responses)
-    atomic_write_jsonl(data / "comparisons_round2.jsonl", round2)
-    atomic_write_jsonl(data / "comparisons_train_all.jsonl", round1 + round2)
+    write_comparisons(data / "comparisons_round2.jsonl", round2, config)
+    write_comparisons(data / "comparisons_train_all.jsonl", round1 + round2, config)
     return round2
 
 
@@ -258,13 +269,16 @@ def rm_measures(rm_path: str, sft_path: str, comparisons: dict, eval_prompts: li
     training and by held-out labelers, and its scores of BEST_OF samples of the largest SFT model on each eval
     prompt (the gold standard then says how much better its pick is than a random one: `best_of_n`)."""
     from rlhf.core.reward import load_reward_model
-    from rlhf.demo.measure import load_lm, rm_accuracy, sample_texts
+    from rlhf.demo.measure import load_lm, rm_accuracy, sample_texts, tuned_prompts
+    from rlhf.world.datasets import chat_records
 
     rm = load_reward_model(rm_path)
-    out = {"rm/accuracy_train_labelers": rm_accuracy(rm, comparisons["rm_heldout"], 256),
-           "rm/accuracy_heldout_labelers": rm_accuracy(rm, comparisons["rm_heldout_by_heldout"], 256)}
+    read = chat_records if config.chat else list  # the comparisons as the reward model reads them
+    out = {"rm/accuracy_train_labelers": rm_accuracy(rm, read(comparisons["rm_heldout"]), 256),
+           "rm/accuracy_heldout_labelers": rm_accuracy(rm, read(comparisons["rm_heldout_by_heldout"]), 256)}
     if config.rm_members > 1:  # an ensemble: its validation accuracy, which no training run measured
-        out["rm/accuracy_valid"] = rm_accuracy(rm, comparisons["rm_valid"], 256)
+        out["rm/accuracy_valid"] = rm_accuracy(rm, read(comparisons["rm_valid"]), 256)
+    eval_prompts = tuned_prompts(eval_prompts, config)
     model, tok = load_lm(sft_path)
     samples = [sample_texts(model, tok, eval_prompts, config.max_new_tokens, config.temperature,
                             seed=config.seed * 1000 + 900 + k) for k in range(BEST_OF)]  # (n, prompts)
@@ -352,7 +366,7 @@ def main(config: DemoConfig, out: str, resume: bool = False) -> dict:
                       for s in largest_first]
             round1_metrics = workers.run(round1, "round 1 policies")
             samples = workers.run(round2_sample_jobs(sets, sizes, runs, config), "round 2 comparisons")
-            comparisons["rm_train_round2"] = build_round2(world, sets, sizes, samples, comparisons["rm_train"], data)
+            comparisons["rm_train_round2"] = build_round2(world, sets, sizes, samples, comparisons["rm_train"], data, config)
             rm_round1 = member_metrics[0]
             member_metrics = workers.run(final_rm_jobs(config, rm_sft, data, runs, resume, "comparisons_train_all.jsonl"),
                                          "rm round 2")

@@ -62,16 +62,32 @@ def write_jsonl(path: Path, records: list[dict]) -> None:
             f.write(json.dumps(r) + "\n")
 
 
+CHAT_FILES = ("sft_train.jsonl", "sft_valid.jsonl", "eval_prompts.jsonl", "rm_train_prompts.jsonl",
+              "rm_valid_prompts.jsonl", "ppo_train_prompts.jsonl", "ppo_valid_prompts.jsonl")
+"""The files of build_datasets whose records hold a prompt."""
+
+
+def chat_prompt(prompt: str) -> list[dict]:
+    """A plain prompt as a one-turn conversation (formats: prompts), which the model's chat template renders."""
+    return [{"role": "user", "content": prompt}]
+
+
+def chat_records(records: list[dict]) -> list[dict]:
+    """Copies of prompt records (demonstrations, comparisons) with each prompt as a one-turn conversation."""
+    return [{**r, "prompt": chat_prompt(r["prompt"])} for r in records]
+
+
 def build_datasets(world: World, out_dir: str | Path, scale: float = DEFAULT_SCALE, n_eval: int = 200,
                    n_pretrain: int = 20000, n_heldout_text: int = 1000, n_nlp: int = 500,
-                   ppo_scale: float | None = None) -> dict[str, int]:
+                   ppo_scale: float | None = None, chat: bool = False) -> dict[str, int]:
     """Write the world's data to `out_dir` and return the record count of each file:
     - sft_{train,valid}.jsonl: demonstrations by the training labelers
     - {rm,ppo}_{train,valid}_prompts.jsonl, eval_prompts.jsonl: prompt records
       (comparisons need model samples: rank them with `world.comparisons`)
     - pretrain.jsonl, pretrain_heldout.jsonl: {"text": ...} documents
     - nlp_tasks.jsonl: cloze records for the alignment-tax accuracy
-    - tokenizer/: the word-level tokenizer"""
+    - tokenizer/: the word-level tokenizer
+    With `chat`, every prompt is written as a one-turn conversation (`chat_prompt`)."""
     out = Path(out_dir)
     sets = build_prompt_sets(world, scale, n_eval, ppo_scale)
     files = {
@@ -85,6 +101,6 @@ def build_datasets(world: World, out_dir: str | Path, scale: float = DEFAULT_SCA
     for name in ("rm_train", "rm_valid", "ppo_train", "ppo_valid"):
         files[f"{name}_prompts.jsonl"] = sets[name]
     for name, records in files.items():
-        write_jsonl(out / name, records)
+        write_jsonl(out / name, chat_records(records) if chat and name in CHAT_FILES else records)
     world.tokenizer(out / "tokenizer")
     return {name: len(records) for name, records in files.items()}
