@@ -31,9 +31,9 @@ class DemoConfig:
     """One small size, a quarter of the data, fewer PPO episodes and eval prompts: the same report in ~1-2 minutes
     (a smoke test of the pipeline, not the result)."""
     full: bool = False
-    """All three sizes, adding large (2.8M parameters, 29x small): every result of the report, about 25 minutes
-    with rm_rounds=1 and data_scale=0.05 on two busy cores (with the defaults: not measured yet). The default runs
-    small and medium in the 20-minute budget (docs/demo.md, "Budget")."""
+    """All three sizes, adding large (2.8M parameters, 29x small): the paper's three-size picture, about 27 minutes
+    on two cores (measured with other work beside it). The default runs small and medium in the 20-minute budget
+    (docs/demo.md, "Budget")."""
     sizes: list[str] = field(default_factory=list)
     """Model sizes to run; empty: small and medium, or all three with full=true (quick: small only)."""
     workers: int = 0
