@@ -18,7 +18,6 @@ def load_pretrain(path: str, tokenizer, max_length: int, skip_bad_records: bool 
     return docs
 
 
-
 def step_documents(docs: list[list[int]], batch_size: int, seed: int, step: int) -> list[list[int]]:
     """The `batch_size` pretraining documents of optimizer step `step`, from an endless stream of seeded
     shuffles: a function of (seed, step) only, so every process and a resumed run agree on them."""
