@@ -120,7 +120,8 @@ def test_pretraining_mix_keeps_the_pretraining_loss_lower(tiny_gpt2, tmp_path):
         metrics = sft_main(sft_config(tiny_gpt2, eval_file="", pretrain_file=pretrain, ptx_coef=coef), out)
         nll[coef] = pretraining_nll(out / "final", pretrain)
         assert ("train/ptx_loss" in metrics) == (coef > 0)
-    # The mix trains on the pretraining text; without it the tiny random model never sees that text.
+    # The mix trains on the pretraining text; without it the model sees only demonstrations (measured: 3.40
+    # against 3.96 nats, from 6.13 untrained), so half that gap is the claim.
     assert nll[1.0] < nll[0.0] - 0.3, nll
 
 

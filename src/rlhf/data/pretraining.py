@@ -18,8 +18,13 @@ def load_pretrain(path: str, tokenizer, max_length: int, skip_bad_records: bool 
     return docs
 
 
-def step_documents(docs: list[list[int]], batch_size: int, seed: int, step: int) -> list[list[int]]:
-    """The `batch_size` pretraining documents of optimizer step `step`, from an endless stream of seeded
-    shuffles: a function of (seed, step) only, so every process and a resumed run agree on them."""
+def step_documents(docs: list[list[int]], batch_size: int, seed: int, step: int, rank: int = 0,
+                   nproc: int = 1) -> tuple[list[list[int]], int]:
+    """This process's share of the `batch_size` pretraining documents of optimizer step `step`, and the
+    target-token count (all tokens but each document's first) of the whole global batch. The documents come
+    from an endless stream of seeded shuffles, a function of (seed, step) only, so every process and a
+    resumed run agree on them."""
     start = step * batch_size
-    return [docs[sequence_item(len(docs), seed, n)] for n in range(start, start + batch_size)]
+    batch = [docs[sequence_item(len(docs), seed, n)] for n in range(start, start + batch_size)]
+    per_proc = len(batch) // nproc
+    return batch[rank * per_proc : (rank + 1) * per_proc], sum(len(d) - 1 for d in batch)

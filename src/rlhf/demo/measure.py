@@ -49,6 +49,13 @@ def tuned_prompts(prompts: list[str], config) -> list:
     return [chat_prompt(p) for p in prompts] if config.chat else list(prompts)
 
 
+def tuned_records(records: list[dict], config) -> list[dict]:
+    """Prompt records (comparisons) as the reward model reads them: `tuned_prompts` applied to each record."""
+    from rlhf.world.datasets import chat_records
+
+    return chat_records(records) if config.chat else records
+
+
 def mean_interval(values: list[float], seed: int = 0, resamples: int = 1000) -> tuple[float, float, float]:
     """(mean, low, high): the 95% percentile bootstrap over prompts."""
     low, high = bootstrap_interval(values, resamples, seed)

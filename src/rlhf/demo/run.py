@@ -233,9 +233,9 @@ def build_comparisons(world, sets: dict, sizes: list[str], samples: list, data: 
 
 def write_comparisons(path: Path, records: list[dict], config: DemoConfig) -> None:
     """The reward model's input, prompts as it reads them (one-turn conversations with config.chat)."""
-    from rlhf.world.datasets import chat_records
+    from rlhf.demo.measure import tuned_records
 
-    atomic_write_jsonl(path, chat_records(records) if config.chat else records)
+    atomic_write_jsonl(path, tuned_records(records, config))
 
 
 def round2_sample_jobs(sets: dict, sizes: list[str], runs: Path, config: DemoConfig) -> list[Job]:
@@ -269,15 +269,14 @@ def rm_measures(rm_path: str, sft_path: str, comparisons: dict, eval_prompts: li
     training and by held-out labelers, and its scores of BEST_OF samples of the largest SFT model on each eval
     prompt (the gold standard then says how much better its pick is than a random one: `best_of_n`)."""
     from rlhf.core.reward import load_reward_model
-    from rlhf.demo.measure import load_lm, rm_accuracy, sample_texts, tuned_prompts
-    from rlhf.world.datasets import chat_records
+    from rlhf.demo.measure import load_lm, rm_accuracy, sample_texts, tuned_prompts, tuned_records
 
     rm = load_reward_model(rm_path)
-    read = chat_records if config.chat else list  # the comparisons as the reward model reads them
-    out = {"rm/accuracy_train_labelers": rm_accuracy(rm, read(comparisons["rm_heldout"]), 256),
-           "rm/accuracy_heldout_labelers": rm_accuracy(rm, read(comparisons["rm_heldout_by_heldout"]), 256)}
+    accuracy = lambda name: rm_accuracy(rm, tuned_records(comparisons[name], config), 256)
+    out = {"rm/accuracy_train_labelers": accuracy("rm_heldout"),
+           "rm/accuracy_heldout_labelers": accuracy("rm_heldout_by_heldout")}
     if config.rm_members > 1:  # an ensemble: its validation accuracy, which no training run measured
-        out["rm/accuracy_valid"] = rm_accuracy(rm, read(comparisons["rm_valid"]), 256)
+        out["rm/accuracy_valid"] = accuracy("rm_valid")
     eval_prompts = tuned_prompts(eval_prompts, config)
     model, tok = load_lm(sft_path)
     samples = [sample_texts(model, tok, eval_prompts, config.max_new_tokens, config.temperature,

@@ -407,11 +407,10 @@ def ptx_chunks(config: PPOConfig, pretrain: list[list[int]], opt_step: int, rank
     of the whole global ptx batch."""
     if not pretrain:
         return [[] for _ in range(accum)], 0
-    docs = step_documents(pretrain, config.ptx_batch_size, config.seed + 1, opt_step)
-    per_proc = len(docs) // nproc
-    mine = sorted(docs[rank * per_proc : (rank + 1) * per_proc], key=len)  # similar lengths share a chunk: less padding
+    mine, targets = step_documents(pretrain, config.ptx_batch_size, config.seed + 1, opt_step, rank, nproc)
+    mine = sorted(mine, key=len)  # similar lengths share a chunk: less padding
     size = -(-len(mine) // accum)
-    return [mine[i * size : (i + 1) * size] for i in range(accum)], sum(len(d) - 1 for d in docs)
+    return [mine[i * size : (i + 1) * size] for i in range(accum)], targets
 
 
 # --- metrics and samples -------------------------------------------------------------------------

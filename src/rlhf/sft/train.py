@@ -168,10 +168,8 @@ def pretrain_examples(config: SFTConfig, pretrain: list[list[int]], step: int, r
     whole global batch (DDP averages over processes), which normalises their loss."""
     if not pretrain:
         return [], 0.0
-    docs = step_documents(pretrain, config.ptx_batch_size, config.seed + 1, step)
-    per_proc = len(docs) // nproc
-    mine = docs[rank * per_proc : (rank + 1) * per_proc]
-    return [Example(d[:1], d[1:]) for d in mine], sum(len(d) - 1 for d in docs) / nproc
+    mine, targets = step_documents(pretrain, config.ptx_batch_size, config.seed + 1, step, rank, nproc)
+    return [Example(d[:1], d[1:]) for d in mine], targets / nproc
 
 
 def collate(config: SFTConfig, examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
