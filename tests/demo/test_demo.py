@@ -107,6 +107,9 @@ def _metrics(sizes, good: bool) -> dict:
         key = f"ppo_ptx_{sizes[0]}_vs_{base}_{sizes[-1]}"
         m[f"head2head/{key}"], m[f"head2head_low/{key}"], m[f"head2head_high/{key}"] = (.8, .7, .9) if good else (.5, .4, .6)
     m["rm/accuracy_train_labelers"], m["rm/accuracy_heldout_labelers"] = (.72, .70) if good else (.72, .60)
+    largest = sizes[-1]
+    m[f"gold/score_sft_{largest}"], m[f"gold/score_ppo_{largest}"] = (.60, .70) if good else (.60, .55)
+    m[f"gold/right_sft_{largest}"], m[f"gold/right_ppo_{largest}"] = (.55, .62) if good else (.45, .62)
     return m
 
 
@@ -114,6 +117,27 @@ def test_checks_pass_on_the_paper_results_and_fail_without_them():
     sizes = ["small", "medium", "large"]
     assert all(ok for _, ok, _ in checks(_metrics(sizes, True), sizes))
     assert not any(ok for _, ok, _ in checks(_metrics(sizes, False), sizes))
+
+
+def test_answer_checks_need_both_largest_models_mostly_right():
+    from rlhf.demo.report import answer_checks
+
+    metrics = {"gold/score_sft_medium": 0.6, "gold/score_ppo_medium": 0.7,
+               "gold/right_sft_medium": 0.5, "gold/right_ppo_medium": 0.9}  # SFT right on exactly half: not most
+    (gold_claim, gold_ok, gold_numbers), (_, right_ok, right_numbers) = answer_checks(metrics, "medium")
+    assert gold_ok and gold_numbers == "0.700 vs 0.600" and "PPO medium" in gold_claim
+    assert not right_ok and right_numbers == "SFT 0.50, PPO 0.90"
+
+
+def test_gold_by_task_counts_fully_right_answers_per_task():
+    from rlhf.demo.measure import gold_by_task
+
+    records = [{"task": {"type": t}} for t in ("list", "story", "list", "list", "story")]
+    golds = [1.0, 0.5, 0.0, 1.0, 1.0]
+    by_task = gold_by_task(records, golds)
+    assert list(by_task) == ["list", "story"]  # the more frequent first
+    assert by_task["list"] == (3, pytest.approx(2 / 3), pytest.approx(2 / 3))
+    assert by_task["story"] == (2, pytest.approx(0.75), pytest.approx(0.5))
 
 
 def test_what_did_not_come_out_names_the_ppo_episode_budget():

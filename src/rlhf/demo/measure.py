@@ -187,6 +187,7 @@ def evaluate_models(world, sets: dict, paths: dict, results: list[tuple], runs: 
     n1, n2 = len(ev), len(ev) + len(truth)
     parts = {key: (t[:n1], t[n1:n2], t[n2:]) for key, t in texts.items()}
     baseline = parts[("sft", largest)][0]
+    golds = {}
 
     for (name, size), (t_eval, t_truth, t_harm) in parts.items():
         # 1. Figure 1: held-out labelers' preference over the largest SFT model
@@ -195,7 +196,9 @@ def evaluate_models(world, sets: dict, paths: dict, results: list[tuple], runs: 
         # 2. Figure 4: metadata flags under the gold standard
         for flag, rate in flag_rates(world, ev, t_eval, FIGURE4_FLAGS).items():
             metrics[metric_key("flags", flag, name, size)] = rate
-        metrics[metric_key("gold", "score", name, size)] = sum(gold_scores(world, ev, t_eval)) / n1
+        golds[(name, size)] = gold_scores(world, ev, t_eval)
+        metrics[metric_key("gold", "score", name, size)] = sum(golds[(name, size)]) / n1
+        metrics[metric_key("gold", "right", name, size)] = sum(g >= RIGHT for g in golds[(name, size)]) / n1
         # 6. truthfulness and toxicity
         for what, rate in truthfulness(world, truth, t_truth).items():
             metrics[metric_key("truth", what, name, size)] = rate
@@ -231,9 +234,21 @@ def evaluate_models(world, sets: dict, paths: dict, results: list[tuple], runs: 
                 metrics[metric_key("overopt", "kl_at_gold_peak", name, size)] = kl
                 metrics[metric_key("overopt", "kl_last", name, size)] = curve[-1]["kl"]
     examples = example_rows(world, records, texts, sizes, n1)
-    return {"curves": curves, "examples": examples}
+    by_task = {f"{name}_{largest}": gold_by_task(ev, golds[(name, largest)]) for name in ("sft", *RL_MODELS)}
+    return {"curves": curves, "examples": examples, "by_task": by_task}
 
 
+def gold_by_task(records: list[dict], golds: list[float]) -> dict[str, tuple[int, float, float]]:
+    """{task type: (prompts, mean gold score, share fully right)}, most frequent type first: where a model's
+    answers go wrong."""
+    groups: dict[str, list[float]] = {}
+    for r, g in zip(records, golds):
+        groups.setdefault(r["task"]["type"], []).append(g)
+    ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    return {kind: (len(v), sum(v) / len(v), sum(g >= RIGHT for g in v) / len(v)) for kind, v in ordered}
+
+
+RIGHT = 1.0 - 1e-9  # a gold score of 1: every check of the task met (partial credit scores less)
 EXAMPLE_KINDS = ("socks", "decline", "open_qa", "brainstorming", "generation", "chat", "closed_qa", "rewrite")
 
 

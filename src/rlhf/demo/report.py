@@ -65,7 +65,18 @@ def checks(metrics: dict, sizes: list[str]) -> list[tuple[str, bool, str]]:
     train, held = metrics.get("rm/accuracy_train_labelers", 0), metrics.get("rm/accuracy_heldout_labelers", 0)
     out.append((f"held-out labelers' RM accuracy within {RM_GAP_POINTS:.0f} points of the training labelers'",
                 abs(train - held) * 100 <= RM_GAP_POINTS, f"{100 * train:.1f}% vs {100 * held:.1f}%"))
-    return out
+    return out + answer_checks(metrics, largest)
+
+
+def answer_checks(metrics: dict, largest: str) -> list[tuple[str, bool, str]]:
+    """Two bars on the answers themselves, by the gold standard rather than by preference: PPO's answers better
+    than SFT's, and most of both fully right."""
+    gold = {m: metrics.get(metric_key("gold", "score", m, largest), float("nan")) for m in ("sft", "ppo")}
+    right = {m: metrics.get(metric_key("gold", "right", m, largest), float("nan")) for m in ("sft", "ppo")}
+    return [(f"PPO {largest}'s gold score above SFT {largest}'s", gold["ppo"] > gold["sft"],
+             f"{_f(gold['ppo'])} vs {_f(gold['sft'])}"),
+            (f"SFT and PPO {largest} fully right on most eval prompts (gold score 1)",
+             right["sft"] > 0.5 and right["ppo"] > 0.5, f"SFT {_f(right['sft'], 2)}, PPO {_f(right['ppo'], 2)}")]
 
 
 # -- plots -----------------------------------------------------------------------------------
@@ -154,7 +165,6 @@ def table(metrics: dict, sizes: list[str], models, cell) -> list[str]:
     for name in models:
         lines.append(f"| {name} | " + " | ".join(cell(metrics, name, s) for s in sizes) + " |")
     return lines
-
 
 
 def rounds_paragraph(metrics: dict, sizes: list[str]) -> list[str]:
@@ -252,6 +262,16 @@ def sections(metrics: dict, sizes: list[str], details: dict, has_overopt: bool, 
     for base in HEADLINE_BASELINES:
         parts = ("ppo_ptx", small, "vs", base, largest)
         lines.append(f"- `{metric_key('head2head', *parts)}` = {interval(metrics, 'head2head', *parts)}")
+    lines += ["", "Gold score on the same prompts (1 when every check of the task is met, 0 useless, below 0 false or "
+              "harmful) / share of answers fully right:", ""]
+    lines += table(metrics, sizes, MODELS, lambda m, n, s: f"{_f(m[metric_key('gold', 'score', n, s)])} / "
+                                                           f"{_f(m[metric_key('gold', 'right', n, s)], 2)}")
+    lines += ["", f"By task, {largest} models (prompts: gold score / fully right): where the answers go wrong.", "",
+              "| task | prompts | " + " | ".join(details["by_task"]) + " |", "|---|---|" + "---|" * len(details["by_task"])]
+    first = next(iter(details["by_task"].values()))
+    for kind, (n, _, _) in first.items():
+        cells = [f"{_f(t[kind][1])} / {_f(t[kind][2], 2)}" for t in details["by_task"].values()]
+        lines.append(f"| {kind} | {n} | " + " | ".join(cells) + " |")
     lines += ["", "## 2. Metadata (Figure 4)", "",
               "Rates under the gold standard on the evaluation prompts; `follows_constraints` is over the prompts "
               "with explicit constraints only.", "", "![figure 4](figure4_flags.png)", ""]
