@@ -21,6 +21,7 @@ from rlhf.world.evaluate import (
 )
 
 log = logging.getLogger("rlhf.demo")
+RIGHT = 1.0 - 1e-9  # a gold score of 1: every check of the task met (partial credit scores less)
 
 
 # -- models ----------------------------------------------------------------------------------
@@ -248,7 +249,6 @@ def gold_by_task(records: list[dict], golds: list[float]) -> dict[str, tuple[int
     return {kind: (len(v), sum(v) / len(v), sum(g >= RIGHT for g in v) / len(v)) for kind, v in ordered}
 
 
-RIGHT = 1.0 - 1e-9  # a gold score of 1: every check of the task met (partial credit scores less)
 EXAMPLE_KINDS = ("socks", "decline", "open_qa", "brainstorming", "generation", "chat", "closed_qa", "rewrite")
 
 
