@@ -40,6 +40,7 @@ def test_quick_is_one_small_size_with_fewer_steps():
 
     assert cache_dir(quick.pretrain_config(), "small") == cache_dir(full.pretrain_config(), "small")
     assert DemoConfig(sizes=["large", "small"]).run_sizes == ["small", "large"]  # smallest first
+    assert DemoConfig(quick=True, sizes=["medium", "small"]).run_sizes == ["small", "medium"]  # named sizes win
 
 
 def test_prompted_baseline_stops_at_the_next_question():
