@@ -214,7 +214,7 @@ def write_report(out: Path, config, metrics: dict, details: dict, bases: dict) -
               "| result | came out | numbers |", "|---|---|---|"]
     lines += [f"| {claim} | {'yes' if ok else '**no**'} | {numbers} |" for claim, ok, numbers in results]
     lines += sections(metrics, sizes, details, has_overopt, config)
-    lines += missing(results, metrics, sizes)
+    lines += missing(results, metrics, sizes, details.get("by_task"))
     lines += time_table(metrics)
     (out / "report.md").write_text("\n".join(lines) + "\n")
 
@@ -329,9 +329,10 @@ def sections(metrics: dict, sizes: list[str], details: dict, has_overopt: bool, 
     return lines
 
 
-def missing(results, metrics: dict, sizes: list[str]) -> list[str]:
+def missing(results, metrics: dict, sizes: list[str], by_task: dict | None = None) -> list[str]:
     """The results that did not come out, with the diagnostics that say why: how well the reward
-    model could rank at all, and how much of each PPO run's reward-model gain was a gold gain."""
+    model could rank at all, how much of each PPO run's reward-model gain was a gold gain, and the tasks
+    the largest PPO model gets fully right least often (`by_task`: evaluate_models' table)."""
     failed = [claim for claim, ok, _ in results if not ok]
     lines = ["## What did not come out", ""]
     if not failed:
@@ -355,4 +356,9 @@ def missing(results, metrics: dict, sizes: list[str]) -> list[str]:
                 f"gold {m('overopt', 'gold_first', name, s)} -> {m('overopt', 'gold_last', name, s)} over the run "
                 f"(KL {_f(metrics[metric_key('overopt', 'kl_last', name, s)], 1)}); "
                 f"eval gold {m('gold', 'score', name, s)} vs SFT {m('gold', 'score', 'sft', s)}")
+    ppo_tasks = (by_task or {}).get(f"ppo_{sizes[-1]}")
+    if ppo_tasks:
+        weakest = sorted(ppo_tasks.items(), key=lambda kv: kv[1][2])[:3]
+        lines.append(f"- answers: ppo_{sizes[-1]} is fully right least often on " + ", ".join(
+            f"{kind} {_f(right, 2)} ({n} prompts)" for kind, (n, _, right) in weakest) + " (section 1, by task)")
     return lines + [""]
