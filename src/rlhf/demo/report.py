@@ -167,6 +167,15 @@ def table(metrics: dict, sizes: list[str], models, cell) -> list[str]:
     return lines
 
 
+def task_table(by_task: dict[str, dict]) -> list[str]:
+    """One row per task type, one column per model: evaluate_models' {model: gold_by_task(...)}."""
+    lines = ["| task | prompts | " + " | ".join(by_task) + " |", "|---|---|" + "---|" * len(by_task)]
+    for kind, (n, _, _) in next(iter(by_task.values())).items():
+        cells = [f"{_f(t[kind][1])} / {_f(t[kind][2], 2)}" for t in by_task.values()]
+        lines.append(f"| {kind} | {n} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def rounds_paragraph(metrics: dict, sizes: list[str]) -> list[str]:
     """What the second round of comparisons was, when there was one."""
     if metrics.get("rm/rounds", 1) < 2:
@@ -214,7 +223,7 @@ def write_report(out: Path, config, metrics: dict, details: dict, bases: dict) -
               "| result | came out | numbers |", "|---|---|---|"]
     lines += [f"| {claim} | {'yes' if ok else '**no**'} | {numbers} |" for claim, ok, numbers in results]
     lines += sections(metrics, sizes, details, has_overopt, config)
-    lines += missing(results, metrics, sizes, details.get("by_task"))
+    lines += missing(results, metrics, sizes, details["by_task"])
     lines += time_table(metrics)
     (out / "report.md").write_text("\n".join(lines) + "\n")
 
@@ -266,12 +275,8 @@ def sections(metrics: dict, sizes: list[str], details: dict, has_overopt: bool, 
               "harmful) / share of answers fully right:", ""]
     lines += table(metrics, sizes, MODELS, lambda m, n, s: f"{_f(m[metric_key('gold', 'score', n, s)])} / "
                                                            f"{_f(m[metric_key('gold', 'right', n, s)], 2)}")
-    lines += ["", f"By task, {largest} models (prompts: gold score / fully right): where the answers go wrong.", "",
-              "| task | prompts | " + " | ".join(details["by_task"]) + " |", "|---|---|" + "---|" * len(details["by_task"])]
-    first = next(iter(details["by_task"].values()))
-    for kind, (n, _, _) in first.items():
-        cells = [f"{_f(t[kind][1])} / {_f(t[kind][2], 2)}" for t in details["by_task"].values()]
-        lines.append(f"| {kind} | {n} | " + " | ".join(cells) + " |")
+    lines += ["", f"By task, {largest} models (prompts: gold score / fully right): where the answers go wrong.", ""]
+    lines += task_table(details["by_task"])
     lines += ["", "## 2. Metadata (Figure 4)", "",
               "Rates under the gold standard on the evaluation prompts; `follows_constraints` is over the prompts "
               "with explicit constraints only.", "", "![figure 4](figure4_flags.png)", ""]
