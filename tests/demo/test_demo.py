@@ -116,8 +116,11 @@ def _metrics(sizes, good: bool) -> dict:
 
 def test_checks_pass_on_the_paper_results_and_fail_without_them():
     sizes = ["small", "medium", "large"]
-    assert all(ok for _, ok, _ in checks(_metrics(sizes, True), sizes))
+    results = checks(_metrics(sizes, True), sizes)
+    assert all(ok for _, ok, _ in results)
     assert not any(ok for _, ok, _ in checks(_metrics(sizes, False), sizes))
+    claims = [claim for claim, _, _ in results]
+    assert claims[2].startswith("PPO beats SFT at every size") and claims[3].startswith("PPO-ptx beats SFT")
 
 
 def test_answer_checks_need_both_largest_models_mostly_right():

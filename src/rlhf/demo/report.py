@@ -36,6 +36,9 @@ def interval(metrics: dict, section: str, *parts: str) -> str:
 
 
 # -- checks ----------------------------------------------------------------------------------
+RL_LABELS = {"ppo": "PPO", "ppo_ptx": "PPO-ptx"}  # as the paper writes them
+
+
 def checks(metrics: dict, sizes: list[str]) -> list[tuple[str, bool, str]]:
     """(claim, came out, the numbers) for each result the issue asks the demo to show."""
     small, largest = sizes[0], sizes[-1]
@@ -53,7 +56,7 @@ def checks(metrics: dict, sizes: list[str]) -> list[tuple[str, bool, str]]:
             rows.append(f"{s}: {_f(rl)} vs {_f(sft)}")
         apart = (metrics.get(interval_keys("winrate", name, largest)[1], 0)
                  > metrics.get(interval_keys("winrate", "sft", largest)[2], 1))
-        out.append((f"{name.upper().replace('_', '-')} beats SFT at every size (intervals apart at {largest})",
+        out.append((f"{RL_LABELS[name]} beats SFT at every size (intervals apart at {largest})",
                     ok and apart, "; ".join(rows) + f"; {largest} intervals: {interval(metrics, 'winrate', name, largest)}"
                     f" vs {interval(metrics, 'winrate', 'sft', largest)}"))
     rows, ok = [], True
