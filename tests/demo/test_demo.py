@@ -34,7 +34,7 @@ def test_quick_is_one_small_size_with_fewer_steps():
     assert quick.reward_size == "small" and default.reward_size == full.reward_size == "medium"
     assert quick.num_ppo_episodes < full.num_ppo_episodes == default.num_ppo_episodes
     assert (quick.num_rm_rounds, default.num_rm_rounds, DemoConfig(quick=True, rm_rounds=2).num_rm_rounds) == (1, 2, 2)
-    assert default.num_round1_episodes == 768  # half a pass over 1,536 prompts, in batches of 64
+    assert default.num_round1_episodes == 768 and quick.num_round1_episodes == 128
     # The quick run's small base model is the full run's: one cache entry serves both.
     from rlhf.demo.pretrain import cache_dir
 

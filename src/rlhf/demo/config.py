@@ -81,13 +81,13 @@ class DemoConfig:
     paper's 33k, and the labelers' noise needs data (one set: 64.7% validation accuracy; the gold standard: ~75%)."""
     rm_rounds: int = 0
     """Rounds of comparisons: 1, 2, or 0 for 2 (quick: 1). Round 2 ranks samples of round-1 policies (plain PPO at
-    each size on the round-1 reward model, round1_passes over the PPO prompts) beside SFT samples, and the final
+    each size on the round-1 reward model, round1_episodes each) beside SFT samples, and the final
     reward model trains on both rounds from the SFT model again: the paper's later comparisons came partly from its
     PPO policies, so its RM saw what PPO learns to exploit. It raised 11 of the 12 PPO and PPO-ptx win rates of
     world seeds 0-2, for about a third more time (docs/demo.md, "Two rounds")."""
-    round1_passes: float = 0.5
-    """PPO passes over the PPO prompts of the round-1 policies that round 2's comparisons sample (768 episodes: they
-    only need to show the reward model what PPO learns first)."""
+    round1_episodes: int = 768
+    """PPO episodes of each round-1 policy that round 2's comparisons sample (quick: 128; in whole batches of 64).
+    They only need to show the reward model what PPO learns first."""
     rm_members: int = 1
     """Reward models PPO scores with: the final one, trained with this many seeds on the same comparisons (in
     parallel workers), their mean score the reward (an ensemble; PPO's value model starts from the first). Two
@@ -137,7 +137,8 @@ class DemoConfig:
         require(self.ppo_prompts >= 16 and self.ppo_passes > 0 and self.ppo_epochs >= 1,
                 "ppo_prompts must be >= 16, ppo_passes > 0 and ppo_epochs >= 1")
         require(self.rm_members >= 1, "rm_members must be >= 1")
-        require(self.rm_rounds in (0, 1, 2) and self.round1_passes > 0, "rm_rounds must be 0, 1 or 2 and round1_passes > 0")
+        require(self.rm_rounds in (0, 1, 2) and self.round1_episodes >= 1,
+                "rm_rounds must be 0, 1 or 2 and round1_episodes >= 1")
         require(self.rm_rankings_per_prompt >= 1 and self.no_eos_penalty >= 0,
                 "rm_rankings_per_prompt must be >= 1 and no_eos_penalty >= 0")
         require(self.temperature > 0 and self.max_new_tokens >= 4, "temperature > 0 and max_new_tokens >= 4")
@@ -180,16 +181,17 @@ class DemoConfig:
     @property
     def num_ppo_episodes(self) -> int:
         """ppo_passes over the PPO prompts, in whole batches of 64 (at least one)."""
-        return self.episodes(self.ppo_passes)
+        return whole_batches(self.ppo_passes * self.num_ppo_prompts)
 
     @property
     def num_round1_episodes(self) -> int:
-        return self.episodes(self.round1_passes)
-
-    def episodes(self, passes: float) -> int:
-        """`passes` over the PPO prompts in whole batches of 64 (at least one)."""
-        return max(1, round(passes * self.num_ppo_prompts / 64)) * 64
+        return whole_batches(min(self.round1_episodes, 128) if self.quick else self.round1_episodes)
 
     def pretrain_config(self) -> PretrainConfig:
         return PretrainConfig(seed=self.seed, sizes=self.run_sizes, cache=self.cache, steps=self.pretrain_steps,
                               threads=self.threads, workers=self.workers)
+
+
+def whole_batches(episodes: float, batch: int = 64) -> int:
+    """PPO episodes rounded to whole batches of `batch` (at least one)."""
+    return max(1, round(episodes / batch)) * batch

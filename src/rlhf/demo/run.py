@@ -112,7 +112,7 @@ def run_rm(config: DemoConfig, sft_model: str, data: Path, runs: Path, resume: b
 def run_ppo(config: DemoConfig, size: str, ptx: bool, data: Path, runs: Path, resume: bool,
             rm: str = "rm", round1: bool = False) -> dict:
     """PPO or PPO-ptx at one size from its SFT model against the reward model in runs/`rm`; a round-1 policy
-    (plain PPO, round1_passes) only serves round 2's comparisons."""
+    (plain PPO, round1_episodes) only serves round 2's comparisons."""
     from rlhf.ppo.config import PPOConfig
     from rlhf.ppo.train import main
 
