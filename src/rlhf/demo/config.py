@@ -99,7 +99,7 @@ class DemoConfig:
     ppo_prompts: int = 1536
     """PPO training prompts (customer prompts; quick: 64), half of Table 6's PPO set at data_scale 0.1. Measured at
     the medium size over four PPO seeds (docs/demo.md, "PPO's episodes"): 384 prompts x 8 passes won 0.506 against
-    SFT on average, 1,536 x 8 (four times the episodes) 0.525; the same 12,288 episodes over 384 prompts 0.520."""
+    SFT on average, 1,536 x 8 (four times the episodes) 0.525, 0.529 with one PPO epoch; 384 x 32 0.520."""
     ppo_passes: float = 8.0
     """PPO episodes per PPO training prompt (the paper: 256k episodes over 31k prompts, about 8). With the gold
     standard itself as the reward, PPO-large needed ~10 passes to beat SFT-large on the first world (docs/demo.md)."""
