@@ -152,6 +152,9 @@ def test_what_did_not_come_out_names_the_ppo_episode_budget():
     lines = "\n".join(missing(checks(metrics, sizes), metrics, sizes))
     assert "0.66 passes over the PPO prompts" in lines and "72.0% pairwise accuracy" in lines
     assert "passes" not in "\n".join(missing(checks(_metrics(sizes, True), sizes), metrics, sizes))
+    assert "`full=true` adds the large size" in lines  # a run without it says where the rest comes out
+    full = ["small", "medium", "large"]
+    assert "full=true" not in "\n".join(missing(checks(_metrics(full, False), full), _metrics(full, False), full))
     by_task = {"ppo_small": {"story": (9, 0.7, 0.3), "list": (5, 0.5, 0.4), "ad": (4, 0.9, 0.9),
                              "sequence": (3, 0.1, 0.0)}}
     assert ("ppo_small is fully right least often on sequence 0.00 (3 prompts), story 0.30 (9 prompts), "

@@ -364,6 +364,10 @@ def missing(results, metrics: dict, sizes: list[str], by_task: dict | None = Non
                 f"gold {m('overopt', 'gold_first', name, s)} -> {m('overopt', 'gold_last', name, s)} over the run "
                 f"(KL {_f(metrics[metric_key('overopt', 'kl_last', name, s)], 1)}); "
                 f"eval gold {m('gold', 'score', name, s)} vs SFT {m('gold', 'score', 'sft', s)}")
+    if "large" not in sizes:
+        lines.append(f"- sizes: this run's largest model is the {sizes[-1]} one. `full=true` adds the large size (2.8M "
+                     "parameters, more than twice the time), where on world seed 0 every result above and both bars on "
+                     "the answers came out (docs/demo.md, \"`full=true`\").")
     ppo_tasks = (by_task or {}).get(f"ppo_{sizes[-1]}")
     if ppo_tasks:
         weakest = sorted(ppo_tasks.items(), key=lambda kv: kv[1][2])[:3]
