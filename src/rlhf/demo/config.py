@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from rlhf.config import require
 from rlhf.demo.pretrain import SHAPES, PretrainConfig
 
+PPO_BATCH = 64  # episodes per PPO iteration in every demo PPO run
+
+
 @dataclass
 class PPOLearningRates:
     """PPO peak learning rate of policy and value model at each size (override one: ppo_lr.large=2e-4)."""
@@ -192,6 +195,6 @@ class DemoConfig:
                               threads=self.threads, workers=self.workers)
 
 
-def whole_batches(episodes: float, batch: int = 64) -> int:
-    """PPO episodes rounded to whole batches of `batch` (at least one)."""
-    return max(1, round(episodes / batch)) * batch
+def whole_batches(episodes: float) -> int:
+    """PPO episodes rounded to whole PPO batches (at least one)."""
+    return max(1, round(episodes / PPO_BATCH)) * PPO_BATCH

@@ -12,6 +12,7 @@ import platform
 from pathlib import Path
 
 from rlhf.demo.keys import BEST_OF, FIGURE4_FLAGS, HEADLINE_BASELINES, MODELS, RL_MODELS, TAX_MODELS, interval_keys, metric_key
+from rlhf.demo.pretrain import SHAPES
 
 RM_GAP_POINTS = 4.0  # "within a few points": the paper's gap was 2.8 (72.4% vs 69.6%)
 COLORS = {"gpt": "#999999", "gpt_prompted": "#555555", "sft": "#4c72b0", "ppo": "#dd8452", "ppo_ptx": "#c44e52"}
@@ -364,10 +365,9 @@ def missing(results, metrics: dict, sizes: list[str], by_task: dict | None = Non
                 f"gold {m('overopt', 'gold_first', name, s)} -> {m('overopt', 'gold_last', name, s)} over the run "
                 f"(KL {_f(metrics[metric_key('overopt', 'kl_last', name, s)], 1)}); "
                 f"eval gold {m('gold', 'score', name, s)} vs SFT {m('gold', 'score', 'sft', s)}")
-    if "large" not in sizes:
-        lines.append(f"- sizes: this run's largest model is the {sizes[-1]} one. `full=true` adds the large size (2.8M "
-                     "parameters, more than twice the time), where on world seed 0 every result above and both bars on "
-                     "the answers came out (docs/demo.md, \"`full=true`\").")
+    if sizes[-1] != list(SHAPES)[-1]:
+        lines.append(f"- sizes: this run's largest model is the {sizes[-1]} one. `full=true` adds the large size, in "
+                     "more than twice the time; docs/demo.md (\"`full=true`\") says what came out there.")
     ppo_tasks = (by_task or {}).get(f"ppo_{sizes[-1]}")
     if ppo_tasks:
         weakest = sorted(ppo_tasks.items(), key=lambda kv: kv[1][2])[:3]

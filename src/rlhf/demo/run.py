@@ -29,7 +29,7 @@ import torch
 from rlhf.config import to_dict
 from rlhf.core.io import atomic_write_jsonl, atomic_write_text
 from rlhf.core.run import Run
-from rlhf.demo.config import DemoConfig
+from rlhf.demo.config import PPO_BATCH, DemoConfig
 from rlhf.demo.keys import BEST_OF, RL_MODELS, metric_key
 from rlhf.demo.pretrain import pretrained_models
 from rlhf.demo.workers import Job, Workers, peak_rss_mb
@@ -120,7 +120,7 @@ def run_ppo(config: DemoConfig, size: str, ptx: bool, data: Path, runs: Path, re
     ppo = PPOConfig(policy=str(runs / f"sft-{size}" / "final"), reward_model=reward,
                     prompts_file=str(data / "ppo_train_prompts.jsonl"),
                     pretrain_file=str(data / "pretrain.jsonl") if ptx else "",
-                    total_episodes=config.num_round1_episodes if round1 else config.num_ppo_episodes, batch_size=64, mini_batch_size=16, micro_batch_size=16,
+                    total_episodes=config.num_round1_episodes if round1 else config.num_ppo_episodes, batch_size=PPO_BATCH, mini_batch_size=16, micro_batch_size=16,
                     ppo_epochs=config.ppo_epochs, lr=getattr(config.ppo_lr, size), max_new_tokens=config.max_new_tokens, max_length=256,
                     temperature=config.temperature, kl_coef=config.kl_coef, ptx_coef=config.ptx_coef if ptx else 0.0,
                     no_eos_penalty=config.no_eos_penalty, value_warmup_iterations=config.value_warmup_iterations,
