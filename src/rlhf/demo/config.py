@@ -35,7 +35,7 @@ class DemoConfig:
     (a smoke test of the pipeline, not the result)."""
     full: bool = False
     """All three sizes, adding large (2.8M parameters, 29x small): the paper's three-size picture, about 27 minutes
-    on two cores (measured with other work beside it). The default runs small and medium in the 20-minute budget
+    on two idle cores (26.5 measured). The default runs small and medium in the 20-minute budget
     (docs/demo.md, "Budget")."""
     sizes: list[str] = field(default_factory=list)
     """Model sizes to run; empty: small and medium, all three with full=true, small only with quick=true."""
