@@ -34,8 +34,8 @@ class DemoConfig:
     """One small size, a quarter of the data, fewer PPO episodes and eval prompts: the same report in ~1-2 minutes
     (a smoke test of the pipeline, not the result)."""
     full: bool = False
-    """All three sizes, adding large (2.8M parameters, 29x small): the paper's three-size picture, about 27 minutes
-    on two idle cores (26.5 measured). The default runs small and medium in the 20-minute budget
+    """All three sizes, adding large (2.8M parameters, 29x small): the paper's three-size picture, 26.5 minutes
+    on two idle cores. The default runs small and medium in the 20-minute budget
     (docs/demo.md, "Budget")."""
     sizes: list[str] = field(default_factory=list)
     """Model sizes to run; empty: small and medium, all three with full=true, small only with quick=true."""
