@@ -31,7 +31,9 @@ def test_quick_is_one_small_size_with_fewer_steps():
     quick, default, full = DemoConfig(quick=True), DemoConfig(), DemoConfig(full=True)
     assert quick.run_sizes == ["small"] and default.run_sizes == ["small", "medium"]
     assert full.run_sizes == ["small", "medium", "large"]
-    assert quick.reward_size == "small" and default.reward_size == full.reward_size == "medium"
+    assert quick.reward_size == "small" and default.reward_size == "medium" and full.reward_size == "large"
+    assert DemoConfig(full=True, rm_size="medium").reward_size == "medium"
+    assert DemoConfig(full=True, sizes=["small", "medium"]).reward_size == "medium"
     assert quick.num_ppo_episodes < full.num_ppo_episodes == default.num_ppo_episodes
     assert (quick.num_rm_rounds, default.num_rm_rounds, DemoConfig(quick=True, rm_rounds=2).num_rm_rounds) == (1, 2, 2)
     assert default.num_round1_episodes == 768 and quick.num_round1_episodes == 128

@@ -34,9 +34,9 @@ class DemoConfig:
     """One small size, a quarter of the data, fewer PPO episodes and eval prompts: the same report in ~1-2 minutes
     (a smoke test of the pipeline, not the result)."""
     full: bool = False
-    """All three sizes, adding large (2.8M parameters, 29x small): the paper's three-size picture, 26.5 minutes
-    on two idle cores. The default runs small and medium in the 20-minute budget
-    (docs/demo.md, "Budget")."""
+    """All three sizes, adding large (2.8M parameters, 29x small), with the reward model from SFT-large: the
+    paper's three-size picture, about 55 minutes on two idle cores (estimated; docs/demo.md, "`full=true`"). The
+    default runs small and medium in the 20-minute budget (docs/demo.md, "Budget")."""
     sizes: list[str] = field(default_factory=list)
     """Model sizes to run; empty: small and medium, all three with full=true, small only with quick=true."""
     workers: int = 0
@@ -71,10 +71,13 @@ class DemoConfig:
     SFT samples apart and PPO gains nothing over SFT (docs/demo.md, "Chat format")."""
     sft_ptx_coef: float = 0.0
     """Weight of the pretraining text's LM loss mixed into each SFT step (SFT's `ptx_coef`); 0: the paper's SFT."""
-    rm_size: str = "medium"
-    """Size of the SFT model the single reward model starts from, for every policy size. The paper used one 6B RM
-    for all, not 175B: it saves much compute and the large one trained less stably. Here too the medium RM costs a
-    third of the large one's time; a size the run lacks falls back to its largest."""
+    rm_size: str = ""
+    """Size of the SFT model the single reward model starts from, for every policy size; empty: medium, and large
+    with full=true. The paper used one 6B RM for all, not 175B: it saves much compute and the large one trained
+    less stably. Here the medium RM trains in a quarter of the large one's time and ranks as well on seed 0, but
+    where SFT-large is far ahead of SFT-medium (world seeds 1 and 2) only a large RM can rank SFT-large's samples,
+    and with it PPO gained at every size (docs/demo.md, "`full=true`"). A size the run lacks falls back to its
+    largest."""
     rm_policy_samples: int = 3
     """Responses per comparison sampled from the SFT models (one size per prompt in turn)."""
     rm_world_samples: int = 3
@@ -132,7 +135,7 @@ class DemoConfig:
     def validate(self) -> None:
         unknown = [s for s in self.sizes if s not in SHAPES]
         require(not unknown, f"sizes must be some of {list(SHAPES)}, got {self.sizes}")
-        require(self.rm_size in SHAPES, f"rm_size must be one of {list(SHAPES)}")
+        require(self.rm_size in ("", *SHAPES), f"rm_size must be empty or one of {list(SHAPES)}")
         require(self.threads >= 0 and self.workers >= 0, "threads and workers must be >= 0")
         require(0 < self.data_scale <= 1, "data_scale must be in (0, 1]")
         require(self.eval_prompts >= 20, "eval_prompts must be >= 20: intervals need prompts")
@@ -163,7 +166,8 @@ class DemoConfig:
 
     @property
     def reward_size(self) -> str:
-        return self.rm_size if self.rm_size in self.run_sizes else self.run_sizes[-1]
+        size = self.rm_size or ("large" if self.full else "medium")
+        return size if size in self.run_sizes else self.run_sizes[-1]
 
     @property
     def scale(self) -> float:
