@@ -74,10 +74,10 @@ class DemoConfig:
     rm_size: str = ""
     """Size of the SFT model the single reward model starts from, for every policy size; empty: medium, and large
     with full=true. The paper used one 6B RM for all, not 175B: it saves much compute and the large one trained
-    less stably. Here the medium RM trains in a quarter of the large one's time and ranks as well on seed 0, but
-    where SFT-large is far ahead of SFT-medium (world seeds 1 and 2) only a large RM can rank SFT-large's samples,
-    and with it PPO gained at every size (docs/demo.md, "`full=true`"). A size the run lacks falls back to its
-    largest."""
+    less stably. Here the medium RM trains in a quarter of the large one's time and ranked better on world seed 0,
+    but where SFT-large is far ahead of SFT-medium (seeds 1 and 2) the large RM ranked SFT-large's samples far
+    better and PPO gained at every size with it (docs/demo.md, "`full=true`"). A size the run lacks falls back to
+    its largest."""
     rm_policy_samples: int = 3
     """Responses per comparison sampled from the SFT models (one size per prompt in turn)."""
     rm_world_samples: int = 3
