@@ -367,7 +367,8 @@ def missing(results, metrics: dict, sizes: list[str], by_task: dict | None = Non
                 f"eval gold {m('gold', 'score', name, s)} vs SFT {m('gold', 'score', 'sft', s)}")
     if sizes[-1] != list(SHAPES)[-1]:
         lines.append(f"- sizes: this run's largest model is the {sizes[-1]} one. `full=true` adds the large size and a "
-                     "large reward model, in about four times the time; docs/demo.md (\"`full=true`\") says what came out there.")
+                     "large reward model, in about four times the time; docs/demo.md (\"`full=true`\") says what "
+                     "came out there.")
     ppo_tasks = (by_task or {}).get(f"ppo_{sizes[-1]}")
     if ppo_tasks:
         weakest = sorted(ppo_tasks.items(), key=lambda kv: kv[1][2])[:3]
