@@ -167,3 +167,40 @@ def test_chat_datasets_hold_the_same_prompts_as_one_turn_conversations(world, tm
         assert [{**c, "prompt": None} for c in chat] == [{**p, "prompt": None} for p in plain]  # nothing else moves
     # web text stays web text: the pretraining documents have no prompts
     assert (tmp_path / "chat" / "pretrain.jsonl").read_text() == (tmp_path / "plain" / "pretrain.jsonl").read_text()
+
+
+def test_web_text_repeats_what_a_document_names():
+    """The words a document names come back in it (what teaches a base model to copy): a titled story's thing and
+    ending, a puzzle's items in their solution, an entry's name in its sentences."""
+    import random
+
+    from rlhf.world import language as L
+    from rlhf.world.text import DOC_KINDS, _DOCS
+
+    assert abs(sum(DOC_KINDS.values()) - 1) < 1e-9 and set(DOC_KINDS) == set(_DOCS)
+    kb, rng = World(seed=0).kb, random.Random(0)
+    for _ in range(300):
+        title, story = _DOCS["tale"](kb, rng).split(". once upon a time", 1)
+        thing = next(w for w in L.words(title) if w in L.STORY_WORDS)
+        assert thing in L.words(story), (title, story)
+        if "ends with" in title:
+            assert L.content_words(story)[-1] == L.content_words(title)[-1]
+    backwards = sorted_ = 0
+    for _ in range(300):
+        puzzle = _DOCS["puzzle"](kb, rng)
+        if " backwards is " in puzzle:
+            a, b = puzzle.rstrip(".").split(" backwards is ")
+            assert b.split(", ") == a.split(", ")[::-1]
+            backwards += 1
+        elif " in order is " in puzzle:
+            a, b = puzzle.rstrip(".").split(" in order is ")
+            assert [int(x) for x in b.split(", ")] == sorted(int(x) for x in a.split(", "))
+            sorted_ += 1
+        else:
+            sentence, answer = puzzle.rstrip(".").split(": ")
+            assert all(w in L.words(sentence) for w in L.content_words(answer)[3:] if w != "and"), puzzle
+    assert backwards > 50 and sorted_ > 50
+    for _ in range(100):
+        entry = _DOCS["profile"](kb, rng)
+        name = L.content_words(entry.split(".")[0])[-1]
+        assert L.content_words(entry).count(name) >= 2, entry

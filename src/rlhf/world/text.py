@@ -2,7 +2,9 @@
 
 It is made to teach a base model what GPT-3 learned from the web, and no more:
 the facts (mostly true, ~10% false, as on the web), lists, short stories,
-reviews, sums, and question/answer pages, but most instructions appear on
+reviews, sums, puzzles, and question/answer pages, with words that recur within a
+document as they do in real text (what teaches a model to copy what it read, which
+GPT-3 did as a matter of course); but most instructions appear on
 forum pages where a question is followed by more questions, now and then with
 a rude reply. A model trained on it continues a prompt (asks the next
 question) rather than obeying it, the behaviour of the paper's "eat socks
@@ -22,8 +24,8 @@ from rlhf.world.tasks import sample_task
 
 FALSE_RATE = 0.1  # share of stated facts that are false
 # Document kinds and their shares of the corpus.
-DOC_KINDS = {"facts": 0.2, "profile": 0.1, "forum": 0.2, "story": 0.12, "qa_page": 0.1, "list": 0.08,
-             "review": 0.06, "numbers": 0.05, "compare": 0.04, "people": 0.03, "chat": 0.02}
+DOC_KINDS = {"facts": 0.16, "profile": 0.1, "forum": 0.18, "story": 0.07, "tale": 0.07, "qa_page": 0.1, "list": 0.07,
+             "review": 0.05, "numbers": 0.04, "puzzle": 0.06, "compare": 0.04, "people": 0.03, "chat": 0.03}
 
 
 def document(kb: KnowledgeBase, rng: random.Random) -> str:
@@ -36,11 +38,23 @@ def _facts(kb, rng):
 
 
 def _profile(kb, rng):
-    """An encyclopedia entry: every fact about one animal, the later ones about "it"."""
-    animal = rng.choice(L.ANIMALS)
-    facts = [kb.fact(animal, attr, None if rng.random() > FALSE_RATE else kb.wrong_value(animal, attr, rng))
-             for attr in rng.sample(("color", "home", "legs", "food"), 4)]
-    return " ".join([f"the {animal}."] + [facts[0]] + [f.replace(f"the {animal}", "it", 1) for f in facts[1:]])
+    """An encyclopedia entry: every fact about one animal, food or country, the entry's name repeated in its
+    sentences (as real entries repeat it, which is what teaches a model to answer about the entity asked)."""
+    r = rng.random()
+    if r < 0.6:
+        entity, attrs = rng.choice(L.ANIMALS), rng.sample(("color", "home", "legs", "food"), 4)
+    elif r < 0.85:
+        entity, attrs = rng.choice(L.FOODS), rng.sample(("color", "taste"), 2)
+    else:
+        entity, attrs = rng.choice(L.COUNTRIES), ["capital"]
+    facts = [kb.fact(entity, attr, None if rng.random() > FALSE_RATE else kb.wrong_value(entity, attr, rng))
+             for attr in attrs]
+    if entity in L.COUNTRIES:
+        facts += [f"{p} lives in {entity}." for p in kb.members("person", "country", entity)[:rng.randint(1, 3)]]
+    else:  # the later facts about "it" half the time, as before
+        facts = facts[:1] + [f.replace(f"the {entity}", "it", 1) if rng.random() < 0.5 else f for f in facts[1:]]
+    title = entity if entity in L.COUNTRIES else f"the {entity}"
+    return " ".join([f"{title}."] + facts)
 
 
 def _people(kb, rng):
@@ -82,6 +96,47 @@ def _story(kb, rng):
                          "they had fun.", f"they had a {rng.choice(L.NEGATIVE)} fight.")),
              rng.choice(("then it went home.", "the end.", "it was happy.", f"it saw the {rng.choice(('sun', 'moon'))}."))]
     return " ".join(lines)
+
+
+def _tale(kb, rng):
+    """A titled story that keeps to its title: the thing and the ending the title names come back in the story
+    (words recur within real documents; a model that never sees them recur never learns to copy what it read)."""
+    animal, thing, person = rng.choice(L.ANIMALS), rng.choice(L.STORY_WORDS), rng.choice(L.PEOPLE)
+    color = kb.attribute(animal, "color") if rng.random() > FALSE_RATE else kb.wrong_value(animal, "color", rng)
+    end, ending = rng.choice((("home", "then it went home."), ("moon", "then it saw the moon."),
+                              ("sun", "then it saw the sun."), ("friend", "and it had a friend."),
+                              ("end", "the end.")))
+    title = rng.choice((f"the {animal} and the {thing}.", f"a {thing} for the {animal}.",
+                        f"a story about a {animal}, a {thing} and the word {end}.",
+                        f"the {animal} and the {thing}, a story that ends with {end}."))
+    lines = [f"once upon a time there was a {color} {animal}.",
+             rng.choice((f"one day the {animal} found a {thing}.", f"one day {person} gave the {animal} a {thing}.",
+                         f"the {animal} had a {thing}.")),
+             rng.choice((f"the {thing} was {rng.choice(L.POSITIVE)}.", f"the {animal} loved the {thing}.",
+                         f"the {animal} played with the {thing} at the {rng.choice(L.HOMES)}.")),
+             ending]
+    return " ".join([title] + lines)
+
+
+def _puzzle(kb, rng):
+    """Word and number puzzles with their solutions, as puzzle pages and school worksheets print them: a list
+    and the same list backwards or in order, the animals, names or number in a sentence."""
+    r = rng.random()
+    if r < 0.3:
+        items = rng.sample(L.ANIMALS + L.FOODS, rng.randint(3, 5))
+        return f"{', '.join(items)} backwards is {', '.join(reversed(items))}."
+    if r < 0.6:
+        nums = rng.sample(range(1, 50), rng.randint(3, 5))
+        return f"{', '.join(map(str, nums))} in order is {', '.join(map(str, sorted(nums)))}."
+    person = rng.choice(L.PEOPLE)
+    if r < 0.75:
+        a, b = rng.sample(L.ANIMALS, 2)
+        return f"{person} saw a {a} and a {b}: the animals are {a} and {b}."
+    if r < 0.9:
+        other = rng.choice([x for x in L.PEOPLE if x != person])
+        return f"{person} met {other} at the {rng.choice(L.HOMES)}: the names are {person} and {other}."
+    n, food = rng.randint(2, 99), rng.choice(L.FOODS)
+    return f"{person} has {n} {food}s: the number is {n}."
 
 
 def _qa_page(kb, rng):
@@ -148,8 +203,9 @@ def _chat(kb, rng):
     return f"hi! i am {person}. hello {person}! i love {food}. me too, {food} is {rng.choice(L.POSITIVE)}."
 
 
-_DOCS = {"facts": _facts, "profile": _profile, "forum": _forum, "story": _story, "qa_page": _qa_page, "list": _list,
-         "review": _review, "numbers": _numbers, "compare": _compare, "people": _people, "chat": _chat}
+_DOCS = {"facts": _facts, "profile": _profile, "forum": _forum, "story": _story, "tale": _tale, "qa_page": _qa_page,
+         "list": _list, "review": _review, "numbers": _numbers, "puzzle": _puzzle, "compare": _compare,
+         "people": _people, "chat": _chat}
 
 
 def cloze_tasks(kb: KnowledgeBase, rng: random.Random, n: int) -> list[dict]:
