@@ -51,7 +51,7 @@ def _profile(kb, rng):
              for attr in attrs]
     if entity in L.COUNTRIES:
         facts += [f"{p} lives in {entity}." for p in kb.members("person", "country", entity)[:rng.randint(1, 3)]]
-    else:  # the later facts about "it" half the time, as before
+    else:  # each later fact names the entry again or says "it" (the first web text always said "it")
         facts = facts[:1] + [f.replace(f"the {entity}", "it", 1) if rng.random() < 0.5 else f for f in facts[1:]]
     title = entity if entity in L.COUNTRIES else f"the {entity}"
     return " ".join([f"{title}."] + facts)
