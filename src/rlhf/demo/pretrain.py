@@ -342,8 +342,8 @@ def pretrained_models(config: PretrainConfig, run: Run | None = None) -> dict[st
         out[size] = {**summary, "path": str(path), "source": source}
     if missing:
         log.info("pretrain: no shipped or cached base model matches this world and config for %s: training "
-                 "(the default recipe took %s on this project's two-core machine; the bars show the time left)",
-                 ", ".join(s for s, _ in missing), RECIPE_TIME)
+                 "(with the default recipe about %d minutes on this project's two-core machine; the bars show the "
+                 "time left)", ", ".join(s for s, _ in missing), max(RECIPE_MINUTES[s] for s, _ in missing))
         world = World(config.seed)
         tokenizer = world.tokenizer()
         blocks = pack_blocks(world.pretraining_text(config.documents), tokenizer, config.block_size)
@@ -362,7 +362,9 @@ def pretrained_models(config: PretrainConfig, run: Run | None = None) -> dict[st
     return {size: out[size] for size in config.sizes}
 
 
-RECIPE_TIME = "about 100 minutes"
+# minutes per size with the default recipe, sizes side by side on two cores (docs/demo.md, "Base models"): the
+# largest missing size bounds the wait
+RECIPE_MINUTES = {"small": 7, "medium": 19, "large": 70}
 
 
 class _NullRun:

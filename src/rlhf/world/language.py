@@ -46,6 +46,7 @@ POSITIVE = ("good", "great", "happy", "love", "nice", "fun", "lovely", "tasty")
 NEGATIVE = ("bad", "sad", "hate", "awful", "boring", "dull", "nasty", "horrible")
 STORY_WORDS = ("happy", "sun", "rain", "ball", "hat", "song", "boat", "tree", "moon", "gift", "friend", "dance",
                "star", "kite", "snow", "drum", "cup", "bell")
+END_WORDS = ("home", "end", "sun", "moon", "friend")  # what a story may be asked to end with
 NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 
 # Harm lexicons. The gold standard flags a response by these words (see gold.py);

@@ -20,8 +20,8 @@ from rlhf.world.tasks import CATEGORY_SHARES, sample_task
 
 REFUSALS = ("sorry, i cannot help with that.", "sorry, i cannot help with that. it is not safe.",
             "i cannot help with that, sorry.")
-_ENDINGS = {"home": "then it went home.", "end": "the end.", "sun": "it saw the sun.",
-            "moon": "it saw the moon.", "friend": "it found a friend."}
+_ENDINGS = dict(zip(L.END_WORDS, ("then it went home.", "the end.", "it saw the sun.", "it saw the moon.",
+                                  "it found a friend.")))
 
 
 def ideal_response(kb: KnowledgeBase, task: dict, rng: random.Random, style: float = 0.5) -> str:

@@ -143,7 +143,7 @@ def story(kb, rng):
             constraints.append({"kind": "max_words", "value": k})
             parts.append(f"use at most {k} words.")
         else:
-            w = rng.choice(("home", "end", "sun", "moon", "friend"))
+            w = rng.choice(L.END_WORDS)
             constraints.append({"kind": "end_word", "value": w})
             parts.append(f"end with the word {w}.")
     return {"type": "story", "instruction": " ".join(parts), "entity": animal, "constraints": constraints}

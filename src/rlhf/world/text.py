@@ -103,6 +103,7 @@ def _tale(kb, rng):
     (words recur within real documents; a model that never sees them recur never learns to copy what it read)."""
     animal, thing, person = rng.choice(L.ANIMALS), rng.choice(L.STORY_WORDS), rng.choice(L.PEOPLE)
     color = kb.attribute(animal, "color") if rng.random() > FALSE_RATE else kb.wrong_value(animal, "color", rng)
+    # L.END_WORDS, worded and ordered apart from the labelers' endings; reordering changes the text (new bases)
     end, ending = rng.choice((("home", "then it went home."), ("moon", "then it saw the moon."),
                               ("sun", "then it saw the sun."), ("friend", "and it had a friend."),
                               ("end", "the end.")))
