@@ -144,9 +144,13 @@ def test_a_client_leaving_mid_stream_stops_decoding_and_is_logged_cancelled(keye
         if not (row["status"] == "done" and json.loads(row["finish_reasons"]) == ["stop"]):
             break
     assert row["status"] == "cancelled" and json.loads(row["prompt"]) == "a long one"
-    tokens = keyed.state.engine.stats["tokens"]
-    time.sleep(0.3)
-    assert keyed.state.engine.stats["tokens"] == tokens  # the engine is no longer decoding it
+    # The engine is no longer decoding it: a step under way when the client left may still end
+    # (its rows stop at the next step), then nothing.
+    tokens = [keyed.state.engine.stats["tokens"]]
+    for _ in range(2):
+        time.sleep(0.3)
+        tokens.append(keyed.state.engine.stats["tokens"])
+    assert tokens[2] == tokens[1] <= tokens[0] + 1, tokens
     llm = getattr(keyed.state.engine, "llm", None)
     if llm is not None:  # vLLM: the request was aborted in its engine, not only ignored by ours
         assert llm.get_num_unfinished_requests() == 0
