@@ -35,7 +35,7 @@ class DemoConfig:
     (a smoke test of the pipeline, not the result)."""
     full: bool = False
     """All three sizes, adding large (2.8M parameters, 29x small), with the reward model from SFT-large: the
-    paper's three-size picture, about 57 minutes on two idle cores (55 for world seed 1's run). The default runs
+    paper's three-size picture, 47 to 57 minutes on two cores (docs/demo.md, "Budget"). The default runs
     small and medium in the 20-minute budget (docs/demo.md, "Budget", has both)."""
     sizes: list[str] = field(default_factory=list)
     """Model sizes to run; empty: small and medium, all three with full=true, small only with quick=true."""
