@@ -68,7 +68,7 @@ def checks(metrics: dict, sizes: list[str]) -> list[tuple[str, bool, str]]:
     out.append(("PPO-ptx has a smaller alignment tax than PPO (held-out perplexity)", ok, "; ".join(rows)))
     train, held = metrics.get("rm/accuracy_train_labelers", 0), metrics.get("rm/accuracy_heldout_labelers", 0)
     out.append((f"held-out labelers' RM accuracy within {RM_GAP_POINTS:.0f} points of the training labelers'",
-                abs(train - held) * 100 <= RM_GAP_POINTS, f"{100 * train:.1f}% vs {100 * held:.1f}%"))
+                abs(train - held) * 100 <= RM_GAP_POINTS, f"held-out {100 * held:.1f}% vs training {100 * train:.1f}%"))
     return out + answer_checks(metrics, largest)
 
 
