@@ -123,7 +123,8 @@ def test_checks_pass_on_the_paper_results_and_fail_without_them():
     assert not any(ok for _, ok, _ in checks(_metrics(sizes, False), sizes))
     claims = [claim for claim, _, _ in results]
     assert claims[2].startswith("PPO beats SFT at every size") and claims[3].startswith("PPO-ptx beats SFT")
-    assert claims[5].startswith("held-out labelers' RM accuracy") and results[5][2] == "held-out 70.0% vs training 72.0%"
+    assert claims[5].startswith("held-out labelers' RM accuracy")
+    assert results[5][2] == "held-out 70.0% vs training 72.0%"
 
 
 def test_answer_checks_need_both_largest_models_mostly_right():
